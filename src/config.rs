@@ -1,0 +1,112 @@
+//! Session lifetimes and caps: [`Config`] and [`Limits`].
+
+use std::time::Duration;
+
+/// Default idle timeout: 30 minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default absolute lifetime: 24 hours.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default global cap on live sessions.
+pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+/// Default cap on live sessions per identity.
+pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: u32 = 64;
+
+/// What happens when an identity that already holds its maximum number of
+/// sessions creates another.
+///
+/// The default, [`IdentityLimitPolicy::EvictOldest`], suits real MCP clients:
+/// some open a new session per tool call and never send `DELETE`, and
+/// rejecting them would lock the user out until old sessions time out. The
+/// user only ever loses their *own* oldest session, never anyone else's, and
+/// memory stays bounded either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdentityLimitPolicy {
+    /// Terminate the identity's oldest session to make room.
+    #[default]
+    EvictOldest,
+    /// Refuse the new session (the layer answers `429 Too Many Requests`).
+    Reject,
+}
+
+/// Caps a store enforces atomically when it creates a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Live sessions in the whole store; beyond it `create` fails with
+    /// [`crate::StoreError::AtCapacity`] (the layer answers 503).
+    pub max_sessions: u64,
+    /// Live sessions of one identity.
+    pub max_sessions_per_identity: u32,
+    /// What to do when an identity is at its cap.
+    pub per_identity_policy: IdentityLimitPolicy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_identity: DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+            per_identity_policy: IdentityLimitPolicy::EvictOldest,
+        }
+    }
+}
+
+/// How long sessions live and how many may exist.
+///
+/// ```
+/// use mcp_session::{Config, IdentityLimitPolicy};
+/// use std::time::Duration;
+///
+/// let config = Config::default()
+///     .timeout(Duration::from_secs(600))
+///     .max_lifetime(Duration::from_secs(8 * 3600))
+///     .max_sessions(100_000)
+///     .max_sessions_per_identity(16, IdentityLimitPolicy::Reject);
+/// assert_eq!(config.timeout, Duration::from_secs(600));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Idle timeout: a session unused this long expires. Default 30 minutes.
+    pub timeout: Duration,
+    /// Absolute lifetime cap: no session outlives `created + max_lifetime`,
+    /// however often it is refreshed. Default 24 hours.
+    pub max_lifetime: Duration,
+    /// Session caps.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: DEFAULT_TIMEOUT,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the idle timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the absolute lifetime cap.
+    pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Sets the global cap on live sessions.
+    pub fn max_sessions(mut self, max_sessions: u64) -> Self {
+        self.limits.max_sessions = max_sessions;
+        self
+    }
+
+    /// Sets the per-identity cap and what happens when it is reached.
+    pub fn max_sessions_per_identity(mut self, max: u32, policy: IdentityLimitPolicy) -> Self {
+        self.limits.max_sessions_per_identity = max;
+        self.limits.per_identity_policy = policy;
+        self
+    }
+}

@@ -1,0 +1,395 @@
+//! [`MokaStore`]: the default, bounded, in-process store.
+
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use moka::Expiry;
+
+use super::{CreateOutcome, SessionStore};
+use crate::{
+    CapacityScope, Identity, IdentityLimitPolicy, Limits, Session, SessionId, StoreError,
+    Timestamp,
+};
+
+/// Default capacity of a [`MokaStore`]: 1,000,000 live sessions.
+pub const DEFAULT_CAPACITY: u64 = 1_000_000;
+
+/// The default store: an in-process [moka](https://docs.rs/moka) cache.
+///
+/// - **Bounded**: never holds more than its capacity; a create beyond it (or
+///   beyond [`Limits::max_sessions`], whichever is lower) fails with
+///   [`StoreError::AtCapacity`] rather than silently evicting a live session.
+/// - **Per-entry expiry**: each entry leaves memory when its own session
+///   expires (idle timeout or deadline); reads never return an expired one.
+/// - **Compact**: an entry is the 32-byte id plus a small record; identities
+///   (name and roles) are interned, so a million sessions of a thousand users
+///   hold a thousand copies of the names and role lists, not a million.
+/// - The hot path (`touch`) is one hash lookup and one atomic store, and
+///   returns a ready future.
+///
+/// Cloning shares the same sessions.
+///
+/// ```
+/// use mcp_session::{Identity, Limits, MokaStore, Session, SessionId, SessionStore, Timestamp};
+/// use std::time::Duration;
+///
+/// # tokio_test_block_on(async {
+/// let store = MokaStore::new(10_000);
+/// let now = Timestamp::from_millis(1_000);
+/// let alice = Identity::new("alice", "Alice", ["reader"]);
+/// let session = Session::new(SessionId::generate(), alice, now, Duration::from_secs(60), Duration::from_secs(3600));
+/// store.create(&session, &Limits::default()).await.unwrap();
+/// let seen = store.touch(session.id(), "alice", now).await.unwrap().unwrap();
+/// assert_eq!(seen.identity_id(), "alice");
+/// assert!(store.touch(session.id(), "mallory", now).await.unwrap().is_none());
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MokaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Cache<SessionId, Arc<Record>>,
+    capacity: u64,
+    /// Live entries: incremented on create, decremented by the eviction
+    /// listener. Only changes under `index`'s lock or in the listener.
+    live: Arc<AtomicU64>,
+    /// Which sessions each identity holds (for per-identity caps), and the
+    /// interned identity they share.
+    index: Mutex<HashMap<Box<str>, IdentitySessions>>,
+    /// Removals reported by moka's eviction listener, applied to `index` the
+    /// next time it is locked. The listener may run inside any cache call, so
+    /// it must never take `index` itself (that could deadlock).
+    removed: Arc<Mutex<Vec<(Identity, SessionId)>>>,
+}
+
+struct IdentitySessions {
+    identity: Identity,
+    /// (created at, id), oldest first.
+    sessions: Vec<(Timestamp, SessionId)>,
+}
+
+/// What the cache stores per session; the id is the key.
+struct Record {
+    identity: Identity,
+    created_at: Timestamp,
+    deadline: Timestamp,
+    idle_ms: u64,
+    last_access_ms: AtomicU64,
+}
+
+impl Record {
+    fn expires_at(&self) -> Timestamp {
+        let last = self.last_access_ms.load(Ordering::Acquire);
+        Timestamp::from_millis(last.saturating_add(self.idle_ms)).min(self.deadline)
+    }
+
+    fn to_session(&self, id: &SessionId) -> Session {
+        Session::from_parts(
+            id.clone(),
+            self.identity.clone(),
+            self.created_at,
+            Timestamp::from_millis(self.last_access_ms.load(Ordering::Acquire)),
+            Duration::from_millis(self.idle_ms),
+            self.deadline,
+        )
+    }
+
+    /// How long moka should keep the entry from now: the idle timeout, but no
+    /// longer than the rest of the session's life. Relative durations keep
+    /// this independent of the [`crate::Clock`] in use (the logical expiry
+    /// check on every read is what is authoritative; this only frees memory).
+    fn keep_for(&self) -> Duration {
+        let last = Timestamp::from_millis(self.last_access_ms.load(Ordering::Acquire));
+        Duration::from_millis(self.idle_ms).min(self.deadline.saturating_since(last))
+    }
+}
+
+struct RecordExpiry;
+
+impl Expiry<SessionId, Arc<Record>> for RecordExpiry {
+    fn expire_after_create(&self, _: &SessionId, v: &Arc<Record>, _: Instant) -> Option<Duration> {
+        Some(v.keep_for())
+    }
+
+    fn expire_after_read(
+        &self,
+        _: &SessionId,
+        v: &Arc<Record>,
+        _: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        // A read is (almost always) a touch: restart the idle period.
+        Some(v.keep_for())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &SessionId,
+        v: &Arc<Record>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.keep_for())
+    }
+}
+
+impl Default for MokaStore {
+    fn default() -> Self {
+        MokaStore::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for MokaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaStore")
+            .field("capacity", &self.inner.capacity)
+            .field("live", &self.inner.live.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl MokaStore {
+    /// A store holding at most `capacity` live sessions.
+    pub fn new(capacity: u64) -> Self {
+        let live = Arc::new(AtomicU64::new(0));
+        let removed: Arc<Mutex<Vec<(Identity, SessionId)>>> = Arc::default();
+        let (listener_live, listener_removed) = (live.clone(), removed.clone());
+        // No moka `max_capacity`: we bound the count ourselves in `create`, so
+        // moka never evicts a live session to admit another.
+        let cache = Cache::builder()
+            .expire_after(RecordExpiry)
+            .eviction_listener(move |id: Arc<SessionId>, record: Arc<Record>, cause| {
+                if cause == RemovalCause::Replaced {
+                    return;
+                }
+                listener_live.fetch_sub(1, Ordering::AcqRel);
+                lock(&listener_removed).push((record.identity.clone(), (*id).clone()));
+            })
+            .build();
+        MokaStore {
+            inner: Arc::new(Inner {
+                cache,
+                capacity,
+                live,
+                index: Mutex::new(HashMap::new()),
+                removed,
+            }),
+        }
+    }
+
+    /// The most sessions this store holds.
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// Live sessions (those expired but not yet swept may still count until
+    /// the next [`MokaStore::run_pending_tasks`]).
+    pub fn len(&self) -> u64 {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sweeps expired entries now (moka otherwise does it during later calls).
+    pub fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks();
+        let mut index = lock(&self.inner.index);
+        self.apply_removals(&mut index);
+    }
+
+    /// Number of identities that hold at least one session.
+    pub fn identity_count(&self) -> usize {
+        let mut index = lock(&self.inner.index);
+        self.apply_removals(&mut index);
+        index.len()
+    }
+
+    fn apply_removals(&self, index: &mut HashMap<Box<str>, IdentitySessions>) {
+        let removed = std::mem::take(&mut *lock(&self.inner.removed));
+        for (identity, id) in removed {
+            if let Some(entry) = index.get_mut(identity.id()) {
+                entry.sessions.retain(|(_, held)| *held != id);
+                if entry.sessions.is_empty() {
+                    index.remove(identity.id());
+                }
+            }
+        }
+    }
+
+    fn live_record(&self, id: &SessionId, now: Timestamp) -> Option<Arc<Record>> {
+        let record = self.inner.cache.get(id)?;
+        if now >= record.expires_at() {
+            self.inner.cache.invalidate(id);
+            return None;
+        }
+        Some(record)
+    }
+
+    fn create_now(&self, session: &Session, limits: &Limits) -> Result<CreateOutcome, StoreError> {
+        let inner = &*self.inner;
+        let mut index = lock(&inner.index);
+        self.apply_removals(&mut index);
+        if inner.cache.contains_key(session.id()) {
+            return Err(StoreError::AlreadyExists);
+        }
+
+        let mut outcome = CreateOutcome::default();
+        let identity_id = session.identity_id();
+        // Per-identity cap.
+        if let Some(entry) = index.get_mut(identity_id) {
+            // Drop entries whose sessions expired but were not swept yet.
+            entry
+                .sessions
+                .retain(|(_, id)| inner.cache.get(id).is_some_and(|r| session.created_at() < r.expires_at()));
+            let max = limits.max_sessions_per_identity as usize;
+            if entry.sessions.len() >= max {
+                match limits.per_identity_policy {
+                    IdentityLimitPolicy::Reject => {
+                        return Err(StoreError::AtCapacity(CapacityScope::Identity))
+                    }
+                    IdentityLimitPolicy::EvictOldest => {
+                        let excess = entry.sessions.len() + 1 - max.max(1);
+                        for (_, id) in entry.sessions.drain(..excess) {
+                            inner.cache.invalidate(&id);
+                            outcome.evicted.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        // Global cap (ours, so moka never has to evict a live session).
+        let max_live = limits.max_sessions.min(inner.capacity);
+        if inner.live.load(Ordering::Acquire) >= max_live {
+            inner.cache.run_pending_tasks();
+            if inner.live.load(Ordering::Acquire) >= max_live {
+                return Err(StoreError::AtCapacity(CapacityScope::Global));
+            }
+        }
+
+        // Intern the identity: sessions of one identity share name and roles.
+        let entry = index
+            .entry(identity_id.into())
+            .or_insert_with(|| IdentitySessions {
+                identity: session.identity().clone(),
+                sessions: Vec::new(),
+            });
+        if !entry.identity.same_as(session.identity()) {
+            entry.identity = session.identity().clone();
+        }
+        let record = Arc::new(Record {
+            identity: entry.identity.clone(),
+            created_at: session.created_at(),
+            deadline: session.deadline(),
+            idle_ms: duration_millis(session.idle_timeout()),
+            last_access_ms: AtomicU64::new(session.last_access().as_millis()),
+        });
+        let inserted = inner
+            .cache
+            .entry(session.id().clone())
+            .or_insert_with(|| record)
+            .is_fresh();
+        if !inserted {
+            return Err(StoreError::AlreadyExists);
+        }
+        inner.live.fetch_add(1, Ordering::AcqRel);
+        entry.sessions.push((session.created_at(), session.id().clone()));
+        Ok(outcome)
+    }
+}
+
+fn duration_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Locks a mutex, recovering from poisoning: the guarded data is only ever
+/// left consistent (no panicking code runs while it is held).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SessionStore for MokaStore {
+    type TouchFuture = Ready<Result<Option<Session>, StoreError>>;
+
+    fn create(
+        &self,
+        session: &Session,
+        limits: &Limits,
+    ) -> impl std::future::Future<Output = Result<CreateOutcome, StoreError>> + Send {
+        ready(self.create_now(session, limits))
+    }
+
+    fn get(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> impl std::future::Future<Output = Result<Option<Session>, StoreError>> + Send {
+        ready(Ok(self.live_record(id, now).map(|r| r.to_session(id))))
+    }
+
+    fn touch(&self, id: &SessionId, owner: &str, now: Timestamp) -> Self::TouchFuture {
+        let session = self.live_record(id, now).and_then(|record| {
+            if record.identity.id() != owner {
+                return None;
+            }
+            record
+                .last_access_ms
+                .fetch_max(now.as_millis(), Ordering::AcqRel);
+            Some(record.to_session(id))
+        });
+        ready(Ok(session))
+    }
+
+    fn update(
+        &self,
+        session: &Session,
+        now: Timestamp,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+        use moka::ops::compute::Op;
+        let mut updated = false;
+        let _ = self
+            .inner
+            .cache
+            .entry(session.id().clone())
+            .and_compute_with(|existing| match existing {
+                Some(entry) if now < entry.value().expires_at() => {
+                    updated = true;
+                    let old = entry.value();
+                    Op::Put(Arc::new(Record {
+                        // Keep the interned identity if nothing changed.
+                        identity: if old.identity.same_as(session.identity()) {
+                            old.identity.clone()
+                        } else {
+                            session.identity().clone()
+                        },
+                        created_at: session.created_at(),
+                        deadline: session.deadline(),
+                        idle_ms: duration_millis(session.idle_timeout()),
+                        last_access_ms: AtomicU64::new(session.last_access().as_millis()),
+                    }))
+                }
+                _ => Op::Nop,
+            });
+        ready(Ok(updated))
+    }
+
+    fn delete(
+        &self,
+        id: &SessionId,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self.inner.cache.remove(id).is_some()))
+    }
+}
