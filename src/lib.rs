@@ -6,10 +6,13 @@ mod config;
 mod error;
 mod id;
 mod identity;
+mod log;
+mod resolve;
 mod manager;
 mod session;
 mod time;
 
+pub mod layer;
 pub mod store;
 
 pub use config::{
@@ -23,3 +26,5 @@ pub use manager::SessionManager;
 pub use session::Session;
 pub use store::{CreateOutcome, MokaStore, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use layer::{IdMode, SessionLayer, SessionMiddleware};
+pub use resolve::{IdentityFromExtensions, ResolveIdentity};

@@ -1,0 +1,133 @@
+//! Body types the layer hands on: requests whose body it had to read, and
+//! responses it answers itself.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The request body the inner service receives: the original stream, or
+    /// the bytes the layer already read (to detect `initialize`).
+    #[project = RequestBodyProj]
+    pub enum RequestBody<B> {
+        /// Passed through untouched.
+        Streaming {
+            /// The original body.
+            #[pin] body: B,
+        },
+        /// Read by the layer, replayed as one frame.
+        Buffered {
+            /// The bytes not yet handed on.
+            bytes: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> RequestBody<B> {
+    pub(crate) fn streaming(body: B) -> Self {
+        RequestBody::Streaming { body }
+    }
+
+    pub(crate) fn buffered(bytes: Bytes) -> Self {
+        RequestBody::Buffered {
+            bytes: (!bytes.is_empty()).then_some(bytes),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for RequestBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            RequestBodyProj::Streaming { body } => body.poll_frame(cx),
+            RequestBodyProj::Buffered { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streaming { body } => body.is_end_stream(),
+            RequestBody::Buffered { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streaming { body } => body.size_hint(),
+            RequestBody::Buffered { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body: the inner service's, or a JSON-RPC error the layer
+    /// produced itself. No `Default` bound on the inner body is needed.
+    #[project = ResponseBodyProj]
+    pub enum ResponseBody<B> {
+        /// The inner service's body.
+        Inner {
+            /// The inner body.
+            #[pin] body: B,
+        },
+        /// A body the layer produced (a JSON-RPC error, or empty).
+        Layer {
+            /// The bytes not yet sent.
+            bytes: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        ResponseBody::Inner { body }
+    }
+
+    pub(crate) fn error(bytes: Bytes) -> Self {
+        ResponseBody::Layer { bytes: Some(bytes) }
+    }
+
+    pub(crate) fn empty() -> Self {
+        ResponseBody::Layer { bytes: None }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Inner { body } => body.poll_frame(cx),
+            ResponseBodyProj::Layer { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Inner { body } => body.is_end_stream(),
+            ResponseBody::Layer { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Inner { body } => body.size_hint(),
+            ResponseBody::Layer { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! [`SessionLayer`]: identity-bound MCP sessions as tower middleware.
+//!
+//! On every request the layer:
+//!
+//! 1. finds the caller's [`Identity`] through a [`ResolveIdentity`] (by
+//!    default the `Identity` an auth layer put in the request extensions);
+//!    none → `401`;
+//! 2. reads `Mcp-Session-Id`:
+//!    - present: malformed → `400` (no store call); unknown, expired,
+//!      terminated or owned by someone else → `404` (indistinguishable);
+//!      otherwise the idle expiry slides (one store call) and the request
+//!      goes on with the [`Session`](crate::Session), its [`Roles`] and the
+//!      caller's [`Identity`] in its extensions. `DELETE` terminates it.
+//!    - absent, sessionless era (`MCP-Protocol-Version: 2026-07-28` or
+//!      later, or a `server/discover` body): passed through with the
+//!      caller's `Identity` and `Roles` in the extensions; no id is minted
+//!      or demanded.
+//!    - absent, handshake era: a POST's body (capped, time-limited) is
+//!      read; `initialize` creates a session bound to the caller and its id
+//!      goes out on the 2xx response in `Mcp-Session-Id`; anything else →
+//!      `400`.
+//!
+//! Every error the layer answers itself carries a JSON-RPC error body; see
+//! [`codes`] for the codes and the README for the status table.
+//!
+//! # Ordering
+//!
+//! Put the authentication layer *outside* this one (so it runs first and
+//! inserts the `Identity`), and CORS outside both (preflights carry no
+//! credentials). With `tower::ServiceBuilder` the first layer listed is the
+//! outermost; with axum's `Router::layer` the *last* call is the outermost.
+//!
+//! # Id modes
+//!
+//! - [`IdMode::Mint`] (default): the layer mints 64-hex-character ids. Use
+//!   it in front of a stateless inner server (rmcp with
+//!   `legacy_session_mode(false)`, a hand-written handler): the inner
+//!   service never sees a session it did not get from the layer.
+//! - [`IdMode::Adopt`]: the inner server mints ids (rmcp's default legacy
+//!   session mode, which keeps server-to-client streams); the layer binds
+//!   the id found on the `initialize` response to the caller and tracks its
+//!   expiry. Foreign ids must be 1–128 visible ASCII characters. rmcp's own
+//!   session keep-alive should be at least the layer's idle timeout, or rmcp
+//!   drops sessions the layer still considers live (its 404 then reaches the
+//!   client, which re-initializes).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::post, Extension, Router};
+//! use mcp_session::{Roles, Session, SessionLayer, SessionManager};
+//!
+//! async fn handler(Extension(session): Extension<Session>, Extension(roles): Extension<Roles>) -> String {
+//!     format!("{} has {} roles", session.identity_name(), roles.len())
+//! }
+//!
+//! let manager = SessionManager::default();
+//! let app: Router = Router::new()
+//!     .route("/mcp", post(handler))
+//!     .layer(SessionLayer::new(manager));
+//!     // .layer(your_auth_layer) — outermost: it runs first.
+//! ```
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+mod body;
+mod classify;
+mod future;
+mod rejection;
+mod unsessioned;
+
+pub use body::{RequestBody, ResponseBody};
+pub use classify::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SESSIONLESS_PROTOCOL_VERSION};
+pub use future::ResponseFuture;
+pub use rejection::codes;
+
+use self::classify::{classify_headers, HeaderVerdict};
+use self::rejection::Rejection;
+use crate::{
+    Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, Roles, SessionManager,
+    SessionStore,
+};
+
+/// Default cap on the body of a POST without a session id (read to detect
+/// `initialize`): 64 KiB.
+pub const DEFAULT_MAX_INITIALIZE_BODY: usize = 64 * 1024;
+/// Default time allowed to receive such a body: 10 seconds.
+pub const DEFAULT_INITIALIZE_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `Retry-After` on `503` answers: 1 second.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Who mints session ids. See the [module docs](self#id-modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdMode {
+    /// The layer mints ids (64 lowercase hex characters).
+    #[default]
+    Mint,
+    /// The inner server mints ids; the layer binds and tracks them.
+    Adopt,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) id_mode: IdMode,
+    pub(crate) allow_anonymous: bool,
+    pub(crate) max_initialize_body: usize,
+    pub(crate) initialize_body_timeout: Duration,
+    pub(crate) retry_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            id_mode: IdMode::Mint,
+            allow_anonymous: false,
+            max_initialize_body: DEFAULT_MAX_INITIALIZE_BODY,
+            initialize_body_timeout: DEFAULT_INITIALIZE_BODY_TIMEOUT,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+}
+
+/// Tower layer that applies [`SessionMiddleware`]. Cheap to clone.
+///
+/// ```
+/// use mcp_session::{IdMode, SessionLayer, SessionManager};
+/// use std::time::Duration;
+///
+/// let layer = SessionLayer::new(SessionManager::default())
+///     .id_mode(IdMode::Adopt)
+///     .max_initialize_body(16 * 1024)
+///     .initialize_body_timeout(Duration::from_secs(5));
+/// # let _ = layer;
+/// ```
+pub struct SessionLayer<S = MokaStore, R = IdentityFromExtensions> {
+    manager: SessionManager<S>,
+    resolver: R,
+    settings: Settings,
+}
+
+impl<S, R: Clone> Clone for SessionLayer<S, R> {
+    fn clone(&self) -> Self {
+        SessionLayer {
+            manager: self.manager.clone(),
+            resolver: self.resolver.clone(),
+            settings: self.settings,
+        }
+    }
+}
+
+impl<S, R: std::fmt::Debug> std::fmt::Debug for SessionLayer<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("resolver", &self.resolver)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SessionStore> SessionLayer<S> {
+    /// A layer over `manager`, reading the caller from the request
+    /// extensions ([`IdentityFromExtensions`]), minting ids.
+    pub fn new(manager: SessionManager<S>) -> Self {
+        SessionLayer {
+            manager,
+            resolver: IdentityFromExtensions,
+            settings: Settings::default(),
+        }
+    }
+}
+
+impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
+    /// Uses another way to find the caller.
+    pub fn resolve_identity<R2: ResolveIdentity>(self, resolver: R2) -> SessionLayer<S, R2> {
+        SessionLayer {
+            manager: self.manager,
+            resolver,
+            settings: self.settings,
+        }
+    }
+
+    /// Who mints session ids (default [`IdMode::Mint`]).
+    pub fn id_mode(mut self, mode: IdMode) -> Self {
+        self.settings.id_mode = mode;
+        self
+    }
+
+    /// Lets unauthenticated callers in as [`Identity::anonymous`] (they then
+    /// share one identity: anyone holding a session id can use it). Off by
+    /// default: no identity → `401`.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.settings.allow_anonymous = allow;
+        self
+    }
+
+    /// Cap on the body of a POST without a session id (default 64 KiB);
+    /// larger → `413`.
+    pub fn max_initialize_body(mut self, bytes: usize) -> Self {
+        self.settings.max_initialize_body = bytes;
+        self
+    }
+
+    /// Time allowed to receive that body (default 10 s); slower → `408`.
+    pub fn initialize_body_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.initialize_body_timeout = timeout;
+        self
+    }
+
+    /// `Retry-After` sent with `503` answers (default 1 s).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.settings.retry_after = after;
+        self
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &SessionManager<S> {
+        &self.manager
+    }
+}
+
+impl<T, S: SessionStore, R: ResolveIdentity> Layer<T> for SessionLayer<S, R> {
+    type Service = SessionMiddleware<T, S, R>;
+
+    fn layer(&self, inner: T) -> Self::Service {
+        SessionMiddleware {
+            inner,
+            manager: self.manager.clone(),
+            resolver: self.resolver.clone(),
+            settings: self.settings,
+        }
+    }
+}
+
+/// The service [`SessionLayer`] produces. See the [module docs](self).
+pub struct SessionMiddleware<T, S = MokaStore, R = IdentityFromExtensions> {
+    inner: T,
+    manager: SessionManager<S>,
+    resolver: R,
+    settings: Settings,
+}
+
+impl<T: Clone, S, R: Clone> Clone for SessionMiddleware<T, S, R> {
+    fn clone(&self) -> Self {
+        SessionMiddleware {
+            inner: self.inner.clone(),
+            manager: self.manager.clone(),
+            resolver: self.resolver.clone(),
+            settings: self.settings,
+        }
+    }
+}
+
+impl<T: std::fmt::Debug, S, R: std::fmt::Debug> std::fmt::Debug for SessionMiddleware<T, S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMiddleware")
+            .field("inner", &self.inner)
+            .field("resolver", &self.resolver)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, S, R> SessionMiddleware<T, S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T, S, R, ReqB, ResB> Service<Request<ReqB>> for SessionMiddleware<T, S, R>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
+    S: SessionStore,
+    R: ResolveIdentity,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Send,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = T::Error;
+    type Future = ResponseFuture<T, S, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        // The ready service goes into the future; a clone stays for next time.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let retry_after = self.settings.retry_after;
+        let reject = |r: Rejection| ResponseFuture::rejected(r.into_response(retry_after));
+
+        let identity = match self.resolver.resolve(&request) {
+            Some(identity) => identity,
+            None if self.settings.allow_anonymous => Identity::anonymous(),
+            None => return reject(Rejection::Unauthenticated),
+        };
+        let verdict = match classify_headers(
+            request.method(),
+            request.headers(),
+            self.settings.id_mode,
+        ) {
+            Ok(verdict) => verdict,
+            Err(rejection) => return reject(rejection),
+        };
+        match verdict {
+            HeaderVerdict::Session(id) if request.method() == http::Method::DELETE => {
+                ResponseFuture::boxed(unsessioned::terminate(
+                    inner,
+                    self.manager.clone(),
+                    self.settings,
+                    id,
+                    identity,
+                    request,
+                ))
+            }
+            HeaderVerdict::Session(id) => {
+                let touch = self.manager.touch(&id, &identity);
+                request.extensions_mut().insert(identity);
+                ResponseFuture::touching(touch, inner, request, retry_after)
+            }
+            HeaderVerdict::Sessionless => {
+                insert_caller(&mut request, identity);
+                ResponseFuture::calling(inner, request)
+            }
+            HeaderVerdict::InspectBody => ResponseFuture::boxed(unsessioned::inspect_body(
+                inner,
+                self.manager.clone(),
+                self.settings,
+                identity,
+                request,
+            )),
+            HeaderVerdict::Missing => reject(Rejection::MissingSessionId),
+        }
+    }
+}
+
+/// Sessionless requests still get the caller and its roles.
+fn insert_caller<B>(request: &mut Request<B>, identity: Identity) {
+    let roles: Roles = identity.roles().clone();
+    let extensions = request.extensions_mut();
+    extensions.insert(roles);
+    extensions.insert(identity);
+}

@@ -1,0 +1,159 @@
+//! The errors the layer answers itself, each an HTTP status plus a JSON-RPC
+//! error body.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::ResponseBody;
+use crate::{CapacityScope, InvalidSessionId, SessionError, StoreError};
+
+/// JSON-RPC error codes used in the layer's error bodies.
+pub mod codes {
+    /// The body is not valid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// The request is not acceptable (missing, malformed or repeated session id, bad body).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No live session with this id for this caller.
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// The request is not authenticated.
+    pub const UNAUTHENTICATED: i64 = -32002;
+    /// The session store failed or timed out; retry later.
+    pub const STORE_UNAVAILABLE: i64 = -32003;
+    /// A session cap was reached.
+    pub const TOO_MANY_SESSIONS: i64 = -32004;
+    /// The inner server misbehaved (for example minted an unusable session id).
+    pub const UPSTREAM_ERROR: i64 = -32005;
+}
+
+/// Why the layer refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    Unauthenticated,
+    MissingSessionId,
+    RepeatedSessionId,
+    MalformedSessionId(InvalidSessionId),
+    SessionNotFound,
+    StoreUnavailable,
+    TooManySessions(CapacityScope),
+    BodyTooLarge(usize),
+    BodyTimeout,
+    BodyUnreadable,
+    InvalidJson,
+    UnusableUpstreamSessionId,
+}
+
+impl Rejection {
+    pub(crate) fn from_session_error(e: &SessionError) -> Self {
+        match e {
+            SessionError::NotFound => Rejection::SessionNotFound,
+            SessionError::Store(e) => Self::from_store_error(e),
+        }
+    }
+
+    pub(crate) fn from_store_error(e: &StoreError) -> Self {
+        match e {
+            StoreError::AtCapacity(scope) => Rejection::TooManySessions(*scope),
+            // AlreadyExists only reaches here in adopt mode when the inner
+            // server reuses an id: treat as an upstream fault.
+            StoreError::AlreadyExists => Rejection::UnusableUpstreamSessionId,
+            StoreError::Timeout(_) | StoreError::Unavailable(_) => Rejection::StoreUnavailable,
+        }
+    }
+
+    fn status_code_message(&self) -> (StatusCode, i64, String) {
+        use Rejection::*;
+        match self {
+            Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                codes::UNAUTHENTICATED,
+                "authentication required: no authenticated identity on the request".into(),
+            ),
+            MissingSessionId => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "missing Mcp-Session-Id header: send initialize first, then the session id it returned".into(),
+            ),
+            RepeatedSessionId => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "more than one Mcp-Session-Id header".into(),
+            ),
+            MalformedSessionId(why) => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                format!("malformed Mcp-Session-Id header: {why}"),
+            ),
+            SessionNotFound => (
+                StatusCode::NOT_FOUND,
+                codes::SESSION_NOT_FOUND,
+                "session not found: it is unknown, expired or terminated; send a new initialize".into(),
+            ),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::STORE_UNAVAILABLE,
+                "session store unavailable; retry later".into(),
+            ),
+            TooManySessions(CapacityScope::Global) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::TOO_MANY_SESSIONS,
+                "the server holds its maximum number of sessions; retry later".into(),
+            ),
+            TooManySessions(CapacityScope::Identity) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::TOO_MANY_SESSIONS,
+                "this identity holds its maximum number of sessions; delete one or let one expire".into(),
+            ),
+            BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::INVALID_REQUEST,
+                format!("request body without a session id exceeds {limit} bytes"),
+            ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                codes::INVALID_REQUEST,
+                "request body was not received in time".into(),
+            ),
+            BodyUnreadable => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "request body could not be read".into(),
+            ),
+            InvalidJson => (
+                StatusCode::BAD_REQUEST,
+                codes::PARSE_ERROR,
+                "request body is not valid JSON".into(),
+            ),
+            UnusableUpstreamSessionId => (
+                StatusCode::BAD_GATEWAY,
+                codes::UPSTREAM_ERROR,
+                "the MCP server returned a session id that cannot be tracked".into(),
+            ),
+        }
+    }
+
+    pub(crate) fn into_response<B>(self, retry_after: Duration) -> Response<ResponseBody<B>> {
+        let (status, code, message) = self.status_code_message();
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": code, "message": message },
+        });
+        let mut response = Response::new(ResponseBody::error(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,250 @@
+//! The rare paths, each several awaits long (so boxed): requests without a
+//! session id in the handshake era (`initialize`, `server/discover`), and
+//! `DELETE`.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use super::body::{RequestBody, ResponseBody};
+use super::classify::{classify_body, BodyVerdict, MCP_SESSION_ID};
+use super::rejection::Rejection;
+use super::{insert_caller, IdMode, Settings};
+use crate::log::log_warn;
+use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore};
+
+type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
+
+/// A POST without a session id: read its (small) body to see what it is.
+pub(crate) async fn inspect_body<T, S, ReqB, ResB>(
+    inner: T,
+    manager: SessionManager<S>,
+    settings: Settings,
+    identity: Identity,
+    request: Request<ReqB>,
+) -> Answer<ResB, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+    ReqB: Body<Data = Bytes>,
+{
+    let reject = |r: Rejection| Ok(r.into_response(settings.retry_after));
+    let (parts, body) = request.into_parts();
+    let bytes = match read_capped(body, settings.max_initialize_body, settings.initialize_body_timeout).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return reject(rejection),
+    };
+    let verdict = match classify_body(&bytes) {
+        Ok(verdict) => verdict,
+        Err(rejection) => return reject(rejection),
+    };
+    let mut request = Request::from_parts(parts, RequestBody::buffered(bytes));
+    match verdict {
+        BodyVerdict::NeedsSession => reject(Rejection::MissingSessionId),
+        BodyVerdict::Discover => {
+            insert_caller(&mut request, identity);
+            call(inner, request).await
+        }
+        BodyVerdict::Initialize => match settings.id_mode {
+            IdMode::Mint => initialize_minting(inner, manager, settings, identity, request).await,
+            IdMode::Adopt => initialize_adopting(inner, manager, settings, identity, request).await,
+        },
+    }
+}
+
+/// Mint mode: create the session first (caps are checked before the inner
+/// server does any work), hand it to the inner service, and put its id on a
+/// 2xx answer. Anything else deletes it again: no orphan session.
+async fn initialize_minting<T, S, ReqB, ResB>(
+    mut inner: T,
+    manager: SessionManager<S>,
+    settings: Settings,
+    identity: Identity,
+    mut request: Request<RequestBody<ReqB>>,
+) -> Answer<ResB, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+{
+    let session = match manager.create(&identity).await {
+        Ok(session) => session,
+        Err(error) => {
+            log_warn!(error; "could not create a session for {}", identity.id());
+            return Ok(Rejection::from_session_error(&error).into_response(settings.retry_after));
+        }
+    };
+    let mut guard = OrphanGuard::new(manager, session.id().clone());
+    let header = session.id().to_header_value();
+    let extensions = request.extensions_mut();
+    extensions.insert(session.roles().clone());
+    extensions.insert(identity);
+    extensions.insert(session);
+
+    let mut response = inner.call(request).await?;
+    if !response.status().is_success() {
+        return Ok(response.map(ResponseBody::inner)); // guard deletes the session
+    }
+    guard.disarm();
+    response.headers_mut().insert(MCP_SESSION_ID, header);
+    Ok(response.map(ResponseBody::inner))
+}
+
+/// Adopt mode: the inner server mints the id; bind it to the caller.
+async fn initialize_adopting<T, S, ReqB, ResB>(
+    inner: T,
+    manager: SessionManager<S>,
+    settings: Settings,
+    identity: Identity,
+    mut request: Request<RequestBody<ReqB>>,
+) -> Answer<ResB, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+{
+    insert_caller(&mut request, identity.clone());
+    let response = call_raw(inner, request).await?;
+    let Some(value) = response.headers().get(MCP_SESSION_ID) else {
+        // A stateless inner server: nothing to track.
+        return Ok(response.map(ResponseBody::inner));
+    };
+    if !response.status().is_success() {
+        return Ok(response.map(ResponseBody::inner));
+    }
+    let id = match SessionId::parse_adopted_bytes(value.as_bytes()) {
+        Ok(id) => id,
+        Err(error) => {
+            log_warn!(error; "inner server minted a session id that cannot be adopted");
+            return Ok(Rejection::UnusableUpstreamSessionId.into_response(settings.retry_after));
+        }
+    };
+    match manager.create_with_id(id, &identity).await {
+        Ok(_) => Ok(response.map(ResponseBody::inner)),
+        Err(error) => {
+            // The inner server's session is left to its own keep-alive.
+            log_warn!(error; "could not adopt a session for {}", identity.id());
+            Ok(Rejection::from_session_error(&error).into_response(settings.retry_after))
+        }
+    }
+}
+
+/// `DELETE` with a session id: terminate it if it is the caller's. In mint
+/// mode the layer answers `204`; in adopt mode the inner server is told too
+/// and its answer is returned.
+pub(crate) async fn terminate<T, S, ReqB, ResB>(
+    inner: T,
+    manager: SessionManager<S>,
+    settings: Settings,
+    id: SessionId,
+    identity: Identity,
+    mut request: Request<ReqB>,
+) -> Answer<ResB, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+{
+    match manager.delete_for(&id, &identity).await {
+        Ok(()) => match settings.id_mode {
+            IdMode::Mint => {
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+            IdMode::Adopt => {
+                insert_caller(&mut request, identity);
+                call(inner, request.map(RequestBody::streaming)).await
+            }
+        },
+        Err(SessionError::NotFound) => Ok(Rejection::SessionNotFound.into_response(settings.retry_after)),
+        Err(error) => {
+            log_warn!(error; "session store failed deleting {}", id);
+            Ok(Rejection::from_session_error(&error).into_response(settings.retry_after))
+        }
+    }
+}
+
+async fn call<T, ReqB, ResB>(inner: T, request: Request<RequestBody<ReqB>>) -> Answer<ResB, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+{
+    Ok(call_raw(inner, request).await?.map(ResponseBody::inner))
+}
+
+async fn call_raw<T, ReqB>(mut inner: T, request: Request<RequestBody<ReqB>>) -> Result<T::Response, T::Error>
+where
+    T: Service<Request<RequestBody<ReqB>>>,
+{
+    inner.call(request).await
+}
+
+/// Reads at most `max` bytes of body within `timeout`.
+async fn read_capped<B: Body<Data = Bytes>>(
+    body: B,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, Rejection> {
+    if body.size_hint().lower() > max as u64 {
+        return Err(Rejection::BodyTooLarge(max));
+    }
+    let collect = async {
+        let mut body = pin!(body);
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| Rejection::BodyUnreadable)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max {
+                    return Err(Rejection::BodyTooLarge(max));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, collect)
+        .await
+        .map_err(|_| Rejection::BodyTimeout)?
+}
+
+/// Deletes a just-created session unless disarmed: covers an inner error,
+/// a non-2xx answer, and the request future being dropped mid-way (client
+/// gone), so no orphan session is left behind.
+struct OrphanGuard<S: SessionStore> {
+    manager: SessionManager<S>,
+    id: Option<SessionId>,
+}
+
+impl<S: SessionStore> OrphanGuard<S> {
+    fn new(manager: SessionManager<S>, id: SessionId) -> Self {
+        OrphanGuard {
+            manager,
+            id: Some(id),
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.id = None;
+    }
+}
+
+impl<S: SessionStore> Drop for OrphanGuard<S> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let manager = self.manager.clone();
+        let delete = async move {
+            if let Err(SessionError::Store(error)) = manager.delete(&id).await {
+                log_warn!(error; "could not delete unused session {}; it will expire", id);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(delete);
+            }
+            // No runtime (should not happen under a server): it expires.
+            Err(_) => drop(delete),
+        }
+    }
+}
