@@ -12,17 +12,13 @@ pin_project! {
     /// The request body the inner service receives: the original stream, or
     /// the bytes the layer already read (to detect `initialize`).
     #[project = RequestBodyProj]
+    #[allow(missing_docs)] // fields are described on their variants
+
     pub enum RequestBody<B> {
-        /// Passed through untouched.
-        Streaming {
-            /// The original body.
-            #[pin] body: B,
-        },
-        /// Read by the layer, replayed as one frame.
-        Buffered {
-            /// The bytes not yet handed on.
-            bytes: Option<Bytes>,
-        },
+        /// Passed through untouched: `body` is the original body.
+        Streaming { #[pin] body: B },
+        /// Read by the layer, replayed as one frame: `bytes` are those not yet handed on.
+        Buffered { bytes: Option<Bytes> },
     }
 }
 
@@ -73,17 +69,13 @@ pin_project! {
     /// The response body: the inner service's, or a JSON-RPC error the layer
     /// produced itself. No `Default` bound on the inner body is needed.
     #[project = ResponseBodyProj]
+    #[allow(missing_docs)] // fields are described on their variants
+
     pub enum ResponseBody<B> {
-        /// The inner service's body.
-        Inner {
-            /// The inner body.
-            #[pin] body: B,
-        },
-        /// A body the layer produced (a JSON-RPC error, or empty).
-        Layer {
-            /// The bytes not yet sent.
-            bytes: Option<Bytes>,
-        },
+        /// The inner service's `body`.
+        Inner { #[pin] body: B },
+        /// A body the layer produced (a JSON-RPC error, or empty): `bytes` not yet sent.
+        Layer { bytes: Option<Bytes> },
     }
 }
 
