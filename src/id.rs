@@ -156,7 +156,10 @@ impl SessionId {
     fn redacted_prefix(&self) -> String {
         match &self.0 {
             Repr::Minted(bytes) => hex::encode(&bytes[..REDACTED_PREFIX / 2]),
-            Repr::Adopted(text) => text.chars().take(REDACTED_PREFIX.min(text.len() / 4)).collect(),
+            Repr::Adopted(text) => text
+                .chars()
+                .take(REDACTED_PREFIX.min(text.len() / 4))
+                .collect(),
         }
     }
 }
@@ -205,13 +208,28 @@ mod tests {
         let id = SessionId::generate();
         assert_eq!(SessionId::parse(&id.reveal()).unwrap(), id);
         assert_eq!(SessionId::parse(""), Err(InvalidSessionId::Length(0)));
-        assert_eq!(SessionId::parse(&"a".repeat(63)), Err(InvalidSessionId::Length(63)));
-        assert_eq!(SessionId::parse(&"a".repeat(65)), Err(InvalidSessionId::Length(65)));
-        assert_eq!(SessionId::parse(&"A".repeat(64)), Err(InvalidSessionId::Character));
-        assert_eq!(SessionId::parse(&"g".repeat(64)), Err(InvalidSessionId::Character));
+        assert_eq!(
+            SessionId::parse(&"a".repeat(63)),
+            Err(InvalidSessionId::Length(63))
+        );
+        assert_eq!(
+            SessionId::parse(&"a".repeat(65)),
+            Err(InvalidSessionId::Length(65))
+        );
+        assert_eq!(
+            SessionId::parse(&"A".repeat(64)),
+            Err(InvalidSessionId::Character)
+        );
+        assert_eq!(
+            SessionId::parse(&"g".repeat(64)),
+            Err(InvalidSessionId::Character)
+        );
         let mut multibyte = "é".repeat(32);
         assert_eq!(multibyte.len(), 64);
-        assert_eq!(SessionId::parse(&multibyte), Err(InvalidSessionId::Character));
+        assert_eq!(
+            SessionId::parse(&multibyte),
+            Err(InvalidSessionId::Character)
+        );
         multibyte.clear();
     }
 

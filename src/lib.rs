@@ -7,8 +7,8 @@ mod error;
 mod id;
 mod identity;
 mod log;
-mod resolve;
 mod manager;
+mod resolve;
 mod session;
 mod time;
 
@@ -22,9 +22,9 @@ pub use config::{
 pub use error::{CapacityScope, InvalidSessionId, SessionError, StoreError};
 pub use id::{SessionId, MAX_ADOPTED_ID_LEN, SESSION_ID_BYTES, SESSION_ID_HEX_LEN};
 pub use identity::{Identity, Role, Roles};
+pub use layer::{IdMode, SessionLayer, SessionMiddleware};
 pub use manager::SessionManager;
+pub use resolve::{IdentityFromExtensions, ResolveIdentity};
 pub use session::Session;
 pub use store::{CreateOutcome, MokaStore, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use layer::{IdMode, SessionLayer, SessionMiddleware};
-pub use resolve::{IdentityFromExtensions, ResolveIdentity};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::store::{CreateOutcome, SessionStore};
 use crate::{
-    Clock, Config, Identity, MokaStore, Session, SessionError, SessionId, StoreError,
-    SystemClock, Timestamp,
+    Clock, Config, Identity, MokaStore, Session, SessionError, SessionId, StoreError, SystemClock,
+    Timestamp,
 };
 
 /// Creates, looks up, refreshes and deletes sessions in a [`SessionStore`],
@@ -151,7 +151,11 @@ impl<S: SessionStore> SessionManager<S> {
 
     /// The live session with this id if it belongs to `caller`; otherwise
     /// [`SessionError::NotFound`], exactly as for an unknown id.
-    pub async fn get_for(&self, id: &SessionId, caller: &Identity) -> Result<Session, SessionError> {
+    pub async fn get_for(
+        &self,
+        id: &SessionId,
+        caller: &Identity,
+    ) -> Result<Session, SessionError> {
         match self.get(id).await {
             Ok(session) if session.is_owned_by(caller) => Ok(session),
             Ok(_) => Err(SessionError::NotFound),
@@ -172,9 +176,7 @@ impl<S: SessionStore> SessionManager<S> {
         id: &SessionId,
         caller: &Identity,
     ) -> Result<Session, SessionError> {
-        self.touch(id, caller)
-            .await?
-            .ok_or(SessionError::NotFound)
+        self.touch(id, caller).await?.ok_or(SessionError::NotFound)
     }
 
     /// The store's touch future (what the layer polls on its hot path).

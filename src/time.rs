@@ -34,7 +34,10 @@ impl Timestamp {
 
     /// The timestamp of a [`SystemTime`] (times before the epoch clamp to it).
     pub fn from_system_time(time: SystemTime) -> Self {
-        let millis = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
     }
 

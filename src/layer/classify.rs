@@ -65,9 +65,13 @@ pub(crate) fn is_sessionless_version(headers: &HeaderMap) -> bool {
     headers.get(MCP_PROTOCOL_VERSION).is_some_and(|v| {
         let v = v.as_bytes();
         v.len() == SESSIONLESS_PROTOCOL_VERSION.len()
-            && v.iter()
-                .enumerate()
-                .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() })
+            && v.iter().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    *b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
             && v >= SESSIONLESS_PROTOCOL_VERSION.as_bytes()
     })
 }
@@ -180,7 +184,10 @@ mod tests {
     fn bodies_are_classified() {
         let b = |s: &str| Bytes::from(s.to_string());
         assert_eq!(
-            classify_body(&b(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#)).unwrap(),
+            classify_body(&b(
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#
+            ))
+            .unwrap(),
             BodyVerdict::Initialize
         );
         assert_eq!(

@@ -111,8 +111,9 @@ where
                 } => {
                     let result = ready!(touch.poll(cx));
                     let retry_after = *retry_after;
-                    let (mut inner, mut request) =
-                        pending.take().expect("ResponseFuture polled after completion");
+                    let (mut inner, mut request) = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     let next = match result {
                         Ok(Some(session)) => {
                             let extensions = request.extensions_mut();

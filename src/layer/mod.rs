@@ -305,14 +305,11 @@ where
             None if self.settings.allow_anonymous => Identity::anonymous(),
             None => return reject(Rejection::Unauthenticated),
         };
-        let verdict = match classify_headers(
-            request.method(),
-            request.headers(),
-            self.settings.id_mode,
-        ) {
-            Ok(verdict) => verdict,
-            Err(rejection) => return reject(rejection),
-        };
+        let verdict =
+            match classify_headers(request.method(), request.headers(), self.settings.id_mode) {
+                Ok(verdict) => verdict,
+                Err(rejection) => return reject(rejection),
+            };
         match verdict {
             HeaderVerdict::Session(id) if request.method() == http::Method::DELETE => {
                 ResponseFuture::boxed(unsessioned::terminate(

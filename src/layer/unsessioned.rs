@@ -35,7 +35,13 @@ where
 {
     let reject = |r: Rejection| Ok(r.into_response(settings.retry_after));
     let (parts, body) = request.into_parts();
-    let bytes = match read_capped(body, settings.max_initialize_body, settings.initialize_body_timeout).await {
+    let bytes = match read_capped(
+        body,
+        settings.max_initialize_body,
+        settings.initialize_body_timeout,
+    )
+    .await
+    {
         Ok(bytes) => bytes,
         Err(rejection) => return reject(rejection),
     };
@@ -159,7 +165,9 @@ where
                 call(inner, request.map(RequestBody::streaming)).await
             }
         },
-        Err(SessionError::NotFound) => Ok(Rejection::SessionNotFound.into_response(settings.retry_after)),
+        Err(SessionError::NotFound) => {
+            Ok(Rejection::SessionNotFound.into_response(settings.retry_after))
+        }
         Err(error) => {
             log_warn!(error; "session store failed deleting {}", id);
             Ok(Rejection::from_session_error(&error).into_response(settings.retry_after))
@@ -167,14 +175,20 @@ where
     }
 }
 
-async fn call<T, ReqB, ResB>(inner: T, request: Request<RequestBody<ReqB>>) -> Answer<ResB, T::Error>
+async fn call<T, ReqB, ResB>(
+    inner: T,
+    request: Request<RequestBody<ReqB>>,
+) -> Answer<ResB, T::Error>
 where
     T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
 {
     Ok(call_raw(inner, request).await?.map(ResponseBody::inner))
 }
 
-async fn call_raw<T, ReqB>(mut inner: T, request: Request<RequestBody<ReqB>>) -> Result<T::Response, T::Error>
+async fn call_raw<T, ReqB>(
+    mut inner: T,
+    request: Request<RequestBody<ReqB>>,
+) -> Result<T::Response, T::Error>
 where
     T: Service<Request<RequestBody<ReqB>>>,
 {

@@ -12,8 +12,7 @@ use moka::Expiry;
 
 use super::{CreateOutcome, SessionStore};
 use crate::{
-    CapacityScope, Identity, IdentityLimitPolicy, Limits, Session, SessionId, StoreError,
-    Timestamp,
+    CapacityScope, Identity, IdentityLimitPolicy, Limits, Session, SessionId, StoreError, Timestamp,
 };
 
 /// Default capacity of a [`MokaStore`]: 1,000,000 live sessions.
@@ -233,10 +232,26 @@ impl MokaStore {
     fn live_record(&self, id: &SessionId, now: Timestamp) -> Option<Arc<Record>> {
         let record = self.inner.cache.get(id)?;
         if now >= record.expires_at() {
-            self.inner.cache.invalidate(id);
+            self.remove(id);
             return None;
         }
         Some(record)
+    }
+
+    /// Removes an entry under moka's per-key lock, the same lock `update`
+    /// takes, so an update that read the entry before a removal can never
+    /// write it back afterwards (a plain `Cache::remove` does not take it).
+    fn remove(&self, id: &SessionId) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let result =
+            self.inner
+                .cache
+                .entry(id.clone())
+                .and_compute_with(|existing| match existing {
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                });
+        matches!(result, CompResult::Removed(_))
     }
 
     fn create_now(&self, session: &Session, limits: &Limits) -> Result<CreateOutcome, StoreError> {
@@ -252,9 +267,12 @@ impl MokaStore {
         // Per-identity cap.
         if let Some(entry) = index.get_mut(identity_id) {
             // Drop entries whose sessions expired but were not swept yet.
-            entry
-                .sessions
-                .retain(|(_, id)| inner.cache.get(id).is_some_and(|r| session.created_at() < r.expires_at()));
+            entry.sessions.retain(|(_, id)| {
+                inner
+                    .cache
+                    .get(id)
+                    .is_some_and(|r| session.created_at() < r.expires_at())
+            });
             let max = limits.max_sessions_per_identity as usize;
             if entry.sessions.len() >= max {
                 match limits.per_identity_policy {
@@ -263,8 +281,10 @@ impl MokaStore {
                     }
                     IdentityLimitPolicy::EvictOldest => {
                         let excess = entry.sessions.len() + 1 - max.max(1);
-                        for (_, id) in entry.sessions.drain(..excess) {
-                            inner.cache.invalidate(&id);
+                        let evicted: Vec<_> =
+                            entry.sessions.drain(..excess).map(|(_, id)| id).collect();
+                        for id in evicted {
+                            self.remove(&id);
                             outcome.evicted.push(id);
                         }
                     }
@@ -306,7 +326,9 @@ impl MokaStore {
             return Err(StoreError::AlreadyExists);
         }
         inner.live.fetch_add(1, Ordering::AcqRel);
-        entry.sessions.push((session.created_at(), session.id().clone()));
+        entry
+            .sessions
+            .push((session.created_at(), session.id().clone()));
         Ok(outcome)
     }
 }
@@ -390,6 +412,6 @@ impl SessionStore for MokaStore {
         &self,
         id: &SessionId,
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
-        ready(Ok(self.inner.cache.remove(id).is_some()))
+        ready(Ok(self.remove(id)))
     }
 }
