@@ -1,4 +1,40 @@
-#![doc = include_str!("../README.md")]
+//! Identity-bound, expiring sessions for MCP (Model Context Protocol)
+//! servers, as tower middleware.
+//!
+//! [`SessionLayer`] wraps an MCP Streamable HTTP service (an rmcp
+//! `StreamableHttpService`, an axum router, a hand-written hyper service).
+//! It binds each session to the authenticated caller, slides its idle expiry
+//! (never past an absolute lifetime cap), and puts the [`Session`], the
+//! caller's [`Identity`] and its [`Roles`] into the request extensions, so
+//! handlers and RBAC code read them without touching a store. Sessionless
+//! (2026-07-28) traffic passes through with the caller's identity and roles.
+//!
+//! - Domain: [`SessionId`], [`Identity`], [`Session`], [`Config`],
+//!   [`SessionManager`].
+//! - Stores: the [`SessionStore`] trait; [`MokaStore`] (default, bounded,
+//!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
+//! - Middleware: the [`layer`] module.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::post, Extension, Router};
+//! use mcp_session::{Config, Identity, Roles, SessionLayer, SessionManager, MokaStore};
+//! use std::time::Duration;
+//!
+//! async fn mcp(Extension(caller): Extension<Identity>, Extension(roles): Extension<Roles>) -> String {
+//!     format!("{} may administer: {}", caller.name(), roles.contains("admin"))
+//! }
+//!
+//! let manager = SessionManager::new(
+//!     MokaStore::new(100_000),
+//!     Config::default().timeout(Duration::from_secs(15 * 60)),
+//! );
+//! let app: Router = Router::new()
+//!     .route("/mcp", post(mcp))
+//!     .layer(SessionLayer::new(manager));
+//!     // .layer(auth) goes last: the outermost layer runs first and inserts the Identity.
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
