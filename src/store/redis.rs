@@ -343,7 +343,8 @@ impl RedisStore {
         url: &str,
         config: RedisStoreConfig,
     ) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url).map_err(unavailable)?;
+        let client =
+            ::redis::Client::open(url).map_err(|e| store_error(e, config.command_timeout))?;
         let timeout = config.command_timeout;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -358,7 +359,7 @@ impl RedisStore {
         let manager = tokio::time::timeout(config.connect_timeout, connect)
             .await
             .map_err(|_| StoreError::Timeout(config.connect_timeout))?
-            .map_err(unavailable)?;
+            .map_err(|e| store_error(e, config.command_timeout))?;
         let store = Self::from_conn(Conn::Standalone(manager), config);
         store.preload_scripts().await?;
         Ok(store)
@@ -408,12 +409,12 @@ impl RedisStore {
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()
-            .map_err(unavailable)?;
+            .map_err(|e| store_error(e, config.command_timeout))?;
         let connect = client.get_async_connection();
         let conn = tokio::time::timeout(config.connect_timeout, connect)
             .await
             .map_err(|_| StoreError::Timeout(config.connect_timeout))?
-            .map_err(unavailable)?;
+            .map_err(|e| store_error(e, config.command_timeout))?;
         let store = Self::from_conn(Conn::Cluster(conn), config);
         store.preload_scripts().await?;
         Ok(store)
@@ -482,7 +483,11 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         self.bounded(async move { ::redis::cmd("PING").query_async::<()>(&mut conn).await })
             .await?
-            .map_err(unavailable)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn fail(&self, e: RedisError) -> StoreError {
+        store_error(e, self.inner.config.command_timeout)
     }
 
     /// The key of a session.
@@ -520,7 +525,7 @@ impl RedisStore {
             Ok::<_, RedisError>(())
         })
         .await?
-        .map_err(unavailable)
+        .map_err(|e| self.fail(e))
     }
 
     async fn get_now(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -529,7 +534,7 @@ impl RedisStore {
         let raw: Option<Vec<u8>> = self
             .bounded(::redis::cmd("GET").arg(&key).query_async(&mut conn))
             .await?
-            .map_err(unavailable)?;
+            .map_err(|e| self.fail(e))?;
         Ok(raw
             .and_then(|raw| decode_logged(id, &raw))
             .filter(|s| !s.is_expired(now)))
@@ -554,7 +559,7 @@ impl RedisStore {
             .arg(ttl)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.fail(e))?;
         if created.is_none() {
             return Err(StoreError::AlreadyExists);
         }
@@ -582,11 +587,11 @@ impl RedisStore {
             let deleted: i64 = conn
                 .del(&self.session_key(&victim))
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.fail(e))?;
             if self.inner.config.global_cap {
                 conn.zrem(&self.inner.global_key, &victim)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| self.fail(e))?;
             }
             if deleted > 0 {
                 // The index only holds ids this store wrote, so they parse.
@@ -648,7 +653,7 @@ impl RedisStore {
                 index_reply(reply)
             }
         };
-        let (added, members) = run(Mode::Check, conn).await.map_err(unavailable)?;
+        let (added, members) = run(Mode::Check, conn).await.map_err(|e| self.fail(e))?;
         if added == 1 {
             return Ok(Some(members));
         }
@@ -657,7 +662,7 @@ impl RedisStore {
             let raw: Option<Vec<u8>> = conn
                 .get(&self.session_key(&member))
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.fail(e))?;
             let live = match raw {
                 None => false,
                 // Undecodable (for example written by a newer release):
@@ -668,10 +673,12 @@ impl RedisStore {
                 },
             };
             if !live {
-                conn.zrem(index_key, &member).await.map_err(unavailable)?;
+                conn.zrem(index_key, &member)
+                    .await
+                    .map_err(|e| self.fail(e))?;
             }
         }
-        let (added, evicted) = run(policy, conn).await.map_err(unavailable)?;
+        let (added, evicted) = run(policy, conn).await.map_err(|e| self.fail(e))?;
         Ok((added == 1).then_some(evicted))
     }
 
@@ -689,7 +696,7 @@ impl RedisStore {
                 .invoke_async::<i64>(&mut conn)
                 .await
         };
-        let updated = self.bounded(fut).await?.map_err(unavailable)?;
+        let updated = self.bounded(fut).await?.map_err(|e| self.fail(e))?;
         Ok(updated == 1)
     }
 
@@ -704,7 +711,7 @@ impl RedisStore {
         )
         .await
         .map_err(|_| StoreError::Timeout(timeout))?
-        .map_err(unavailable)?;
+        .map_err(|e| self.fail(e))?;
         let Some(raw) = raw else {
             return Ok(false);
         };
@@ -767,12 +774,12 @@ impl Mode {
 impl SessionStore for RedisStore {
     type TouchFuture = Pin<Box<dyn Future<Output = Result<Option<Session>, StoreError>> + Send>>;
 
-    fn create(
+    async fn create(
         &self,
         session: &Session,
         limits: &Limits,
-    ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send {
-        async move { self.bounded(self.create_now(session, limits)).await? }
+    ) -> Result<CreateOutcome, StoreError> {
+        self.bounded(self.create_now(session, limits)).await?
     }
 
     fn get(
@@ -799,7 +806,7 @@ impl SessionStore for RedisStore {
             let reply = tokio::time::timeout(timeout, call)
                 .await
                 .map_err(|_| StoreError::Timeout(timeout))?
-                .map_err(unavailable)?;
+                .map_err(|e| store_error(e, timeout))?;
             match reply {
                 Value::BulkString(raw) => Ok(decode_logged(&id, &raw)
                     // The script checked both; checking again costs nothing.
@@ -822,11 +829,9 @@ impl SessionStore for RedisStore {
         self.update_now(session, now)
     }
 
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move {
-            let deadline = Instant::now() + self.inner.config.command_timeout;
-            self.delete_now(id, deadline).await
-        }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + self.inner.config.command_timeout;
+        self.delete_now(id, deadline).await
     }
 }
 
@@ -853,8 +858,15 @@ fn bad_reply() -> RedisError {
     ))
 }
 
-fn unavailable(e: RedisError) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+/// A redis-rs error as a [`StoreError`]: its own I/O timeouts (connect and
+/// response timeouts, set to `timeout` for connections this store builds)
+/// are [`StoreError::Timeout`], everything else [`StoreError::Unavailable`].
+fn store_error(e: RedisError, timeout: Duration) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout(timeout)
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
 }
 
 fn clamp(millis: u64) -> u64 {
@@ -1161,9 +1173,9 @@ mod tests {
         let text = std::str::from_utf8(&raw).unwrap();
         // Lua's 1-based string.sub(v, a, b) is text[a-1..b].
         assert_eq!(&text[0..3], "v1 ");
-        assert_eq!(&text[3..19], "1700000000000500"); // last (SETRANGE offset 3)
-        assert_eq!(&text[20..36], "1700000000000000"); // created
-        assert_eq!(&text[37..53], "1700086400000000"); // deadline
+        assert_eq!(&text[3..19], "0001700000000500"); // last (SETRANGE offset 3)
+        assert_eq!(&text[20..36], "0001700000000000"); // created
+        assert_eq!(&text[37..53], "0001700086400000"); // deadline
         assert_eq!(&text[54..70], "0000000001800000"); // idle
         assert_eq!(&text[70..71], "\n");
         assert_eq!(&text[71..76], "3:bob"); // owner at Lua position 72
