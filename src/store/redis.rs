@@ -65,15 +65,17 @@
 //! 2. A script on the identity's index (one key, so atomic): drop members
 //!    whose deadline has passed, and add the new id if the identity is below
 //!    [`Limits::max_sessions_per_identity`]. At the cap it first reports the
-//!    members; the store checks them (`GET` each) and removes the ones that
-//!    are gone or idle-expired from the index, then runs the script again,
+//!    oldest members (at most 64); the store checks them (`GET` each) and
+//!    removes the ones that are gone or idle-expired from the index (a value
+//!    it cannot decode counts as live), then runs the script again,
 //!    which now applies the policy: [`IdentityLimitPolicy::Reject`] refuses,
 //!    [`IdentityLimitPolicy::EvictOldest`] pops the members with the oldest
 //!    deadlines (the oldest sessions) and adds the new one, in one step. The
 //!    evicted sessions are then `DEL`eted.
 //! 3. The same two-step script on the global index enforces
-//!    [`Limits::max_sessions`] (checking at most 64 of the oldest members
-//!    when it is full).
+//!    [`Limits::max_sessions`] with the reject policy. (The identity goes
+//!    first so that an eviction can make room globally too; an identity
+//!    refusal thus never takes a global slot.)
 //! 4. A refusal in step 2 or 3 deletes the session written in step 1 and its
 //!    index entry.
 //!
