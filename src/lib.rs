@@ -62,5 +62,7 @@ pub use layer::{IdMode, SessionLayer, SessionMiddleware};
 pub use manager::SessionManager;
 pub use resolve::{IdentityFromExtensions, ResolveIdentity};
 pub use session::Session;
+#[cfg(feature = "redis")]
+pub use store::redis::{RedisStore, RedisStoreConfig};
 pub use store::{CreateOutcome, MokaStore, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
