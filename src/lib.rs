@@ -14,6 +14,8 @@
 //! - Stores: the [`SessionStore`] trait; [`MokaStore`] (default, bounded,
 //!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
 //! - Middleware: the [`layer`] module.
+//! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
+//!   functions.
 //!
 //! # Example
 //!
@@ -49,6 +51,8 @@ mod session;
 mod time;
 
 pub mod layer;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
 pub mod store;
 
 pub use config::{

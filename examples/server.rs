@@ -1,0 +1,385 @@
+//! A runnable MCP server: rmcp's Streamable HTTP service on axum, behind
+//! `mcp_session::SessionLayer` and a DEMO-ONLY bearer-token auth layer.
+//!
+//! ```text
+//! cargo run --features rmcp --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
+//! ```
+//!
+//! - `--mode mint` (default): rmcp runs stateless (`legacy_session_mode =
+//!   false`); the layer mints 64-hex-character session ids.
+//! - `--mode adopt`: rmcp keeps its default legacy session mode (its
+//!   server-to-client streams included) and mints UUIDs; the layer binds
+//!   each to its caller and expires it ([`IdMode::Adopt`]).
+//!
+//! Either way, sessionless 2026-07-28 clients (`server/discover`, no
+//! `Mcp-Session-Id`) are served too, with the caller's identity and roles.
+//!
+//! Tokens (demo only): `Authorization: Bearer alice-token` is `alice`
+//! (roles `admin`, `reader`), `Bearer bob-token` is `bob` (`reader`).
+//! Tools: `whoami` and `admin_echo {"text"}` (role `admin`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use axum::Router;
+use http::{header, StatusCode};
+use mcp_session::layer::codes;
+use mcp_session::rmcp::{Caller, MissingRole};
+use mcp_session::{
+    Config, IdMode, Identity, MokaStore, Role, SessionId, SessionLayer, SessionManager,
+    SessionStore,
+};
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+const USAGE: &str = "\
+usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
+
+  --addr          address to listen on (default 127.0.0.1:8080)
+  --timeout-secs  idle timeout of a session, in seconds (default 1800)
+  --mode          mint: the layer mints session ids, rmcp runs stateless (default)
+                  adopt: rmcp mints its own session ids, the layer binds them";
+
+/// Default number of live sessions the in-memory store holds.
+const MOKA_CAPACITY: u64 = 100_000;
+
+// ---------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------
+
+/// What the command line asks for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Idle timeout of a session.
+    pub timeout: Duration,
+    /// Who mints session ids.
+    pub mode: IdMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            timeout: Duration::from_secs(1800),
+            mode: IdMode::Mint,
+        }
+    }
+}
+
+/// Either options to run with, or a request for the usage text.
+enum Parsed {
+    Run(Options),
+    Help,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut options = Options::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.into())),
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--addr" => {
+                let v = value("--addr")?;
+                options.addr = v
+                    .parse()
+                    .map_err(|e| format!("--addr {v:?}: {e} (expected IP:PORT)"))?;
+            }
+            "--timeout-secs" => {
+                let v = value("--timeout-secs")?;
+                let secs: u64 =
+                    v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        format!("--timeout-secs {v:?}: expected a positive integer")
+                    })?;
+                options.timeout = Duration::from_secs(secs);
+            }
+            "--mode" => {
+                options.mode = match value("--mode")?.as_str() {
+                    "mint" => IdMode::Mint,
+                    "adopt" => IdMode::Adopt,
+                    other => return Err(format!("--mode {other:?}: expected mint or adopt")),
+                };
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Parsed::Run(options))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("error: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = TcpListener::bind(options.addr).await?;
+        println!(
+            "DEMO AUTH ONLY (fixed tokens, never use in production): \
+             `Authorization: Bearer alice-token` (alice: admin, reader), \
+             `Authorization: Bearer bob-token` (bob: reader)"
+        );
+        println!(
+            "session ids: {}, idle timeout {}s",
+            match options.mode {
+                IdMode::Mint => "minted by the layer (64 hex characters), rmcp stateless",
+                IdMode::Adopt => "minted by rmcp (legacy session mode), adopted by the layer",
+            },
+            options.timeout.as_secs()
+        );
+        println!("listening on http://{}/mcp", listener.local_addr()?);
+        serve(listener, options, ctrl_c()).await
+    });
+    match result {
+        Ok(()) => {
+            println!("shut down");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling available: run until killed.
+        std::future::pending::<()>().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wiring: store → manager → layer → app → server
+// ---------------------------------------------------------------------------
+
+/// Serves the MCP endpoint on `listener` until `shutdown` completes, with the
+/// default in-memory store.
+pub async fn serve(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Another store (Redis, …) plugs in here: everything below is generic.
+    serve_with_store(listener, &options, MokaStore::new(MOKA_CAPACITY), shutdown).await
+}
+
+/// Serves with any session store.
+pub async fn serve_with_store<S: SessionStore>(
+    listener: TcpListener,
+    options: &Options,
+    store: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop_mcp = CancellationToken::new();
+    let app = app(session_layer(store, options), options, stop_mcp.clone());
+    // TCP_NODELAY: without it, rmcp's SSE replies on a reused keep-alive
+    // connection wait ~40 ms each for delayed ACKs (Nagle).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Ends rmcp's open SSE streams, so graceful shutdown can finish.
+            stop_mcp.cancel();
+        })
+        .await
+}
+
+/// The session layer over `store`, configured from the options.
+pub fn session_layer<S: SessionStore>(store: S, options: &Options) -> SessionLayer<S> {
+    let config = Config::default().timeout(options.timeout);
+    SessionLayer::new(SessionManager::new(store, config)).id_mode(options.mode)
+}
+
+/// The app: `/mcp` is rmcp behind the session layer behind the demo auth.
+/// Cancelling `stop_mcp` ends rmcp's sessions and streams.
+pub fn app<S: SessionStore>(
+    layer: SessionLayer<S>,
+    options: &Options,
+    stop_mcp: CancellationToken,
+) -> Router {
+    let config = StreamableHttpServerConfig::default().with_cancellation_token(stop_mcp);
+    let mut sessions = LocalSessionManager::default();
+    let config = match options.mode {
+        // rmcp stateless: it never sees a session it did not get from the layer.
+        IdMode::Mint => config
+            .with_legacy_session_mode(false)
+            .with_json_response(true),
+        // rmcp mints and keeps sessions; keep them at least as long as the
+        // layer does, or rmcp would 404 sessions the layer still serves.
+        IdMode::Adopt => {
+            sessions.session_config.keep_alive = Some(options.timeout);
+            config.with_legacy_session_mode(true)
+        }
+    };
+    let rmcp = StreamableHttpService::new(|| Ok(DemoServer::new()), Arc::new(sessions), config);
+    let mcp = ServiceBuilder::new()
+        .layer(middleware::from_fn(demo_bearer_auth)) // outermost: runs first
+        .layer(layer)
+        .service(rmcp);
+    Router::new().nest_service("/mcp", mcp)
+}
+
+// ---------------------------------------------------------------------------
+// DEMO-ONLY authentication
+// ---------------------------------------------------------------------------
+
+static ALICE: LazyLock<Identity> =
+    LazyLock::new(|| Identity::new("alice", "Alice", ["admin", "reader"]));
+static BOB: LazyLock<Identity> = LazyLock::new(|| Identity::new("bob", "Bob", ["reader"]));
+
+/// DEMO ONLY: two fixed bearer tokens. A real server validates a token (JWT
+/// signature, introspection, …) and builds the `Identity` from its stable
+/// subject, never from the token itself.
+fn demo_identity(authorization: Option<&[u8]>) -> Option<Identity> {
+    match authorization? {
+        b"Bearer alice-token" => Some(ALICE.clone()),
+        b"Bearer bob-token" => Some(BOB.clone()),
+        _ => None,
+    }
+}
+
+/// DEMO ONLY auth middleware: puts the caller's `Identity` into the request
+/// extensions, where the session layer reads it; anything else is `401`.
+async fn demo_bearer_auth(mut request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match demo_identity(authorization) {
+        Some(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        None => unauthorized(),
+    }
+}
+
+fn unauthorized() -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": codes::UNAUTHENTICATED,
+            "message": "authentication required: send `Authorization: Bearer alice-token` or \
+                        `Authorization: Bearer bob-token` (demo tokens)",
+        },
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Bearer"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------
+// The MCP server and its tools
+// ---------------------------------------------------------------------------
+
+/// Arguments of `admin_echo`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    /// The text to echo back.
+    pub text: String,
+}
+
+/// The demo MCP server: two tools that show who calls and enforce a role.
+#[derive(Clone)]
+pub struct DemoServer {
+    tool_router: ToolRouter<Self>,
+}
+
+impl DemoServer {
+    fn new() -> Self {
+        DemoServer {
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+#[tool_router]
+impl DemoServer {
+    /// The caller's identity, roles and session id (null when sessionless).
+    #[tool(
+        description = "Who is calling: identity id and name, roles, and the session id (null on sessionless requests)"
+    )]
+    fn whoami(&self, caller: Caller) -> String {
+        let roles: Vec<&str> = caller.roles().iter().map(Role::as_str).collect();
+        serde_json::json!({
+            "identity_id": caller.identity().id(),
+            "identity_name": caller.identity().name(),
+            "roles": roles,
+            "session_id": caller.session_id().map(SessionId::reveal),
+        })
+        .to_string()
+    }
+
+    /// Echoes the text for callers with the `admin` role.
+    #[tool(description = "Echo the text back; requires the role `admin`")]
+    fn admin_echo(
+        &self,
+        caller: Caller,
+        Parameters(args): Parameters<EchoArgs>,
+    ) -> Result<String, MissingRole> {
+        caller.require_role("admin")?;
+        Ok(args.text)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for DemoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "mcp-session-demo",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Demo of identity-bound MCP sessions: `whoami` shows the caller, \
+                 `admin_echo` needs the admin role.",
+            )
+    }
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Checks the example server (examples/server.rs) with the official MCP Python SDK.
+
+usage: sdk_client.py URL [--mode legacy|auto|both] [--session-ids hex|any]
+
+For each mode it connects as alice (admin, reader) and as bob (reader) with
+the SDK's streamable HTTP client and bearer auth, lists the tools, calls
+`whoami` and `admin_echo`, and checks that a caller without a token is
+refused. `legacy` speaks the initialize handshake: whoami must show a session
+id (64 lowercase hex characters with `--session-ids hex`, the default, as the
+server mints them in its default mode). `auto` probes `server/discover`: the
+server speaks 2026-07-28, so the calls are sessionless and whoami shows
+`session_id: null`.
+
+Exits 0 when every check passes, 1 on any mismatch, 2 when the SDK is missing.
+Needs `pip install 'mcp==2.3.0'` (the SDK release with `mode=`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+
+try:
+    import httpx2 as httpx  # what mcp 2.x uses
+except ImportError:  # pragma: no cover - older SDKs
+    try:
+        import httpx  # type: ignore[no-redef]
+    except ImportError:
+        httpx = None  # type: ignore[assignment]
+
+try:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+except ImportError as error:  # pragma: no cover
+    print(f"MISSING: the MCP Python SDK is not installed ({error}); pip install 'mcp==2.3.0'")
+    sys.exit(2)
+
+if httpx is None:  # pragma: no cover
+    print("MISSING: neither httpx2 nor httpx is installed (the MCP SDK needs one)")
+    sys.exit(2)
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+SESSIONLESS_VERSION = "2026-07-28"
+
+USERS = {
+    "alice": {"token": "alice-token", "name": "Alice", "roles": ["admin", "reader"]},
+    "bob": {"token": "bob-token", "name": "Bob", "roles": ["reader"]},
+}
+
+failures: list[str] = []
+
+
+def check(condition: bool, what: str) -> None:
+    if condition:
+        print(f"  ok    {what}")
+    else:
+        print(f"  FAIL  {what}")
+        failures.append(what)
+
+
+def text_of(result) -> str:
+    texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
+    return texts[0] if len(texts) == 1 else ""
+
+
+def client_for(url: str, mode: str, http_client) -> Client:
+    return Client(
+        streamable_http_client(url, http_client=http_client),
+        mode=mode,
+        cache=None,  # every call must reach the server
+    )
+
+
+async def run_user(url: str, mode: str, user: str, session_ids: str) -> None:
+    info = USERS[user]
+    headers = {"Authorization": f"Bearer {info['token']}"}
+    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0)) as http:
+        async with client_for(url, mode, http) as client:
+            version = client.protocol_version
+            print(f"[{mode}] {user}: negotiated protocol version {version}")
+            if mode == "auto":
+                check(version == SESSIONLESS_VERSION, f"[{mode}] {user}: auto mode speaks {SESSIONLESS_VERSION}")
+            else:
+                check(version != SESSIONLESS_VERSION, f"[{mode}] {user}: legacy mode uses the handshake")
+
+            tools = await client.list_tools()
+            names = sorted(t.name for t in tools.tools)
+            check(names == ["admin_echo", "whoami"], f"[{mode}] {user}: tools/list = {names}")
+
+            who = await client.call_tool("whoami", {})
+            check(not who.is_error, f"[{mode}] {user}: whoami succeeds")
+            try:
+                me = json.loads(text_of(who))
+            except json.JSONDecodeError:
+                me = {}
+            check(me.get("identity_id") == user, f"[{mode}] {user}: whoami identity_id = {me.get('identity_id')!r}")
+            check(
+                me.get("identity_name") == info["name"],
+                f"[{mode}] {user}: whoami identity_name = {me.get('identity_name')!r}",
+            )
+            check(me.get("roles") == info["roles"], f"[{mode}] {user}: whoami roles = {me.get('roles')!r}")
+            sid = me.get("session_id", "absent")
+            if mode == "auto":
+                check(sid is None, f"[{mode}] {user}: sessionless, session_id = {sid!r}")
+            elif session_ids == "hex":
+                check(
+                    isinstance(sid, str) and HEX64.match(sid) is not None,
+                    f"[{mode}] {user}: session_id is 64 lowercase hex ({str(sid)[:8]}…)",
+                )
+            else:
+                check(isinstance(sid, str) and sid != "", f"[{mode}] {user}: session_id present ({str(sid)[:8]}…)")
+
+            # The session is stable across calls.
+            again = await client.call_tool("whoami", {})
+            try:
+                sid_again = json.loads(text_of(again)).get("session_id", "absent")
+            except json.JSONDecodeError:
+                sid_again = "unparsable"
+            check(sid_again == sid, f"[{mode}] {user}: second whoami keeps the same session")
+
+            echo = await client.call_tool("admin_echo", {"text": "hello from " + user})
+            if "admin" in info["roles"]:
+                check(not echo.is_error, f"[{mode}] {user}: admin_echo allowed")
+                check(text_of(echo) == "hello from " + user, f"[{mode}] {user}: admin_echo echoes")
+            else:
+                check(bool(echo.is_error), f"[{mode}] {user}: admin_echo refused as a tool error")
+                check("admin" in text_of(echo), f"[{mode}] {user}: refusal names the role: {text_of(echo)!r}")
+
+
+async def run_anonymous(url: str, mode: str) -> None:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http:
+        try:
+            async with client_for(url, mode, http) as client:
+                await client.list_tools()
+        except BaseException as error:  # noqa: BLE001 - any refusal will do
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            check(True, f"[{mode}] no token: refused ({type(error).__name__})")
+            return
+    check(False, f"[{mode}] no token: refused")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("--mode", choices=["legacy", "auto", "both"], default="both")
+    parser.add_argument("--session-ids", choices=["hex", "any"], default="hex")
+    args = parser.parse_args()
+
+    modes = ["legacy", "auto"] if args.mode == "both" else [args.mode]
+    for mode in modes:
+        for user in ("alice", "bob"):
+            try:
+                await asyncio.wait_for(run_user(args.url, mode, user, args.session_ids), 60)
+            except Exception as error:  # noqa: BLE001
+                check(False, f"[{mode}] {user}: {type(error).__name__}: {error}")
+        try:
+            await asyncio.wait_for(run_anonymous(args.url, mode), 60)
+        except Exception as error:  # noqa: BLE001
+            check(False, f"[{mode}] no token: {type(error).__name__}: {error}")
+
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
