@@ -82,12 +82,15 @@ impl Default for Options {
 }
 
 /// Either options to run with, or a request for the usage text.
-enum Parsed {
+pub enum Parsed {
+    /// Run with these options.
     Run(Options),
+    /// `--help`: print the usage text.
     Help,
 }
 
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+/// Parses the arguments (without the program name).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut options = Options::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
