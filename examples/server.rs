@@ -2,7 +2,7 @@
 //! `mcp_session::SessionLayer` and a DEMO-ONLY bearer-token auth layer.
 //!
 //! ```text
-//! cargo run --features rmcp --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
+//! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
 //! ```
 //!
 //! - `--mode mint` (default): rmcp runs stateless (`legacy_session_mode =
