@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
+//!                                [--redis-url redis://127.0.0.1:6379]
 //! ```
+//!
+//! - `--redis-url URL` (or the `REDIS_URL` environment variable): keep
+//!   sessions in Redis/Valkey instead of in memory, so that several server
+//!   processes (replicas) serve each other's sessions.
 //!
 //! - `--mode mint` (default): rmcp runs stateless (`legacy_session_mode =
 //!   false`); the layer mints 64-hex-character session ids.
@@ -33,7 +38,7 @@ use http::{header, StatusCode};
 use mcp_session::layer::codes;
 use mcp_session::rmcp::{Caller, MissingRole};
 use mcp_session::{
-    Config, IdMode, Identity, MokaStore, Role, SessionId, SessionLayer, SessionManager,
+    Config, IdMode, Identity, MokaStore, RedisStore, Role, SessionId, SessionLayer, SessionManager,
     SessionStore,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
@@ -46,12 +51,14 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
-usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
+usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt] [--redis-url URL]
 
   --addr          address to listen on (default 127.0.0.1:8080)
   --timeout-secs  idle timeout of a session, in seconds (default 1800)
   --mode          mint: the layer mints session ids, rmcp runs stateless (default)
-                  adopt: rmcp mints its own session ids, the layer binds them";
+                  adopt: rmcp mints its own session ids, the layer binds them
+  --redis-url     keep sessions in Redis (also REDIS_URL), e.g. redis://127.0.0.1:6379;
+                  default: in memory";
 
 /// Default number of live sessions the in-memory store holds.
 const MOKA_CAPACITY: u64 = 100_000;
@@ -69,6 +76,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Who mints session ids.
     pub mode: IdMode,
+    /// Keep sessions in this Redis instead of in memory.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -77,6 +86,7 @@ impl Default for Options {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             timeout: Duration::from_secs(1800),
             mode: IdMode::Mint,
+            redis_url: None,
         }
     }
 }
@@ -91,7 +101,12 @@ pub enum Parsed {
 
 /// Parses the arguments (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut options = Options::default();
+    let mut options = Options {
+        redis_url: std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
+        ..Options::default()
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -127,6 +142,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
                     other => return Err(format!("--mode {other:?}: expected mint or adopt")),
                 };
             }
+            "--redis-url" => options.redis_url = Some(value("--redis-url")?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -167,7 +183,6 @@ fn main() -> ExitCode {
             },
             options.timeout.as_secs()
         );
-        println!("listening on http://{}/mcp", listener.local_addr()?);
         serve(listener, options, ctrl_c()).await
     });
     match result {
@@ -193,15 +208,26 @@ async fn ctrl_c() {
 // Wiring: store → manager → layer → app → server
 // ---------------------------------------------------------------------------
 
-/// Serves the MCP endpoint on `listener` until `shutdown` completes, with the
-/// default in-memory store.
+/// Serves the MCP endpoint on `listener` until `shutdown` completes, with
+/// sessions in Redis if `--redis-url` was given, in memory otherwise.
 pub async fn serve(
     listener: TcpListener,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Another store (Redis, …) plugs in here: everything below is generic.
-    serve_with_store(listener, &options, MokaStore::new(MOKA_CAPACITY), shutdown).await
+    match &options.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(url).await.map_err(|error| {
+                std::io::Error::other(format!("cannot use Redis at {url}: {error}"))
+            })?;
+            println!("session store: Redis at {url}");
+            serve_with_store(listener, &options, store, shutdown).await
+        }
+        None => {
+            println!("session store: in memory (moka, {MOKA_CAPACITY} sessions max)");
+            serve_with_store(listener, &options, MokaStore::new(MOKA_CAPACITY), shutdown).await
+        }
+    }
 }
 
 /// Serves with any session store.
@@ -215,6 +241,8 @@ pub async fn serve_with_store<S: SessionStore>(
     let app = app(session_layer(store, options), options, stop_mcp.clone());
     // TCP_NODELAY: without it, rmcp's SSE replies on a reused keep-alive
     // connection wait ~40 ms each for delayed ACKs (Nagle).
+    // Printed once the store is connected: from here on requests are served.
+    println!("listening on http://{}/mcp", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -138,9 +138,11 @@ where
     }
 }
 
-/// `DELETE` with a session id: terminate it if it is the caller's. In mint
-/// mode the layer answers `204`; in adopt mode the inner server is told too
-/// and its answer is returned.
+/// `DELETE` with a session id: terminate it if it is the caller's, and answer
+/// `204`. In adopt mode the inner server is told too (so it frees its side);
+/// its error answers are passed on, but its success is reported as `204`,
+/// because clients such as the Python SDK accept only 200 or 204 while rmcp
+/// answers 202.
 pub(crate) async fn terminate<T, S, ReqB, ResB>(
     inner: T,
     manager: SessionManager<S>,
@@ -154,17 +156,18 @@ where
     S: SessionStore,
 {
     match manager.delete_for(&id, &identity).await {
-        Ok(()) => match settings.id_mode {
-            IdMode::Mint => {
-                let mut response = Response::new(ResponseBody::empty());
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok(response)
-            }
-            IdMode::Adopt => {
+        Ok(()) => {
+            if settings.id_mode == IdMode::Adopt {
                 insert_caller(&mut request, identity);
-                call(inner, request.map(RequestBody::streaming)).await
+                let response = call_raw(inner, request.map(RequestBody::streaming)).await?;
+                if !response.status().is_success() {
+                    return Ok(response.map(ResponseBody::inner));
+                }
             }
-        },
+            let mut response = Response::new(ResponseBody::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
+        }
         Err(SessionError::NotFound) => {
             Ok(Rejection::SessionNotFound.into_response(settings.retry_after))
         }
