@@ -69,6 +69,9 @@ struct Inner {
     /// next time it is locked. The listener may run inside any cache call, so
     /// it must never take `index` itself (that could deadlock).
     removed: Arc<Mutex<Vec<(Identity, SessionId)>>>,
+    /// A lower bound (ms) on the earliest logical expiry of any stored
+    /// session: a sweep at the global cap cannot free anything before then.
+    earliest_expiry: AtomicU64,
 }
 
 struct IdentitySessions {
@@ -183,6 +186,7 @@ impl MokaStore {
                 live,
                 index: Mutex::new(HashMap::new()),
                 removed,
+                earliest_expiry: AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -296,6 +300,9 @@ impl MokaStore {
         if inner.live.load(Ordering::Acquire) >= max_live {
             inner.cache.run_pending_tasks();
             if inner.live.load(Ordering::Acquire) >= max_live {
+                self.sweep_expired(session.created_at());
+            }
+            if inner.live.load(Ordering::Acquire) >= max_live {
                 return Err(StoreError::AtCapacity(CapacityScope::Global));
             }
         }
@@ -326,10 +333,52 @@ impl MokaStore {
             return Err(StoreError::AlreadyExists);
         }
         inner.live.fetch_add(1, Ordering::AcqRel);
+        inner
+            .earliest_expiry
+            .fetch_min(session.expires_at().as_millis(), Ordering::AcqRel);
         entry
             .sessions
             .push((session.created_at(), session.id().clone()));
         Ok(outcome)
+    }
+}
+
+impl MokaStore {
+    /// Removes every session that is logically expired at `now`. moka drops
+    /// entries by its own (real-time) timers, so a session can count
+    /// against the global cap after its logical expiry: when its deadline
+    /// falls inside its last idle period, within moka's timer granularity,
+    /// or under a [`crate::Clock`] other than the system's. Called under the
+    /// index lock, only at the global cap, and only when some session may
+    /// have expired since the last sweep, so a flood of refused creates does
+    /// not rescan the store.
+    fn sweep_expired(&self, now: Timestamp) {
+        let inner = &*self.inner;
+        let hint = inner.earliest_expiry.load(Ordering::Acquire);
+        if now.as_millis() < hint {
+            return;
+        }
+        let mut earliest = u64::MAX;
+        let mut expired = Vec::new();
+        // Iterating does not reset moka's timers (unlike `get`).
+        for (id, record) in inner.cache.iter() {
+            let expires = record.expires_at();
+            if now >= expires {
+                expired.push(id);
+            } else {
+                earliest = earliest.min(expires.as_millis());
+            }
+        }
+        // An `update` that lowered the bound meanwhile wins (it is lower).
+        let _ = inner.earliest_expiry.compare_exchange(
+            hint,
+            earliest,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        for id in expired {
+            self.remove(&id);
+        }
     }
 }
 
@@ -382,6 +431,7 @@ impl SessionStore for MokaStore {
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
         use moka::ops::compute::Op;
         let mut updated = false;
+        let mut expires = u64::MAX;
         let _ = self
             .inner
             .cache
@@ -390,6 +440,7 @@ impl SessionStore for MokaStore {
                 Some(entry) if now < entry.value().expires_at() => {
                     updated = true;
                     let old = entry.value();
+                    expires = session.expires_at().as_millis();
                     Op::Put(Arc::new(Record {
                         // Keep the interned identity if nothing changed.
                         identity: if old.identity.same_as(session.identity()) {
@@ -405,6 +456,9 @@ impl SessionStore for MokaStore {
                 }
                 _ => Op::Nop,
             });
+        self.inner
+            .earliest_expiry
+            .fetch_min(expires, Ordering::AcqRel);
         ready(Ok(updated))
     }
 
