@@ -633,6 +633,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
         let mut expected_session_in_inner: Option<Option<SessionId>> = None;
         let mut new_session_expected = false;
         let mut orphan_check = false;
+        let mut expect_inner_called = false;
         let expect = 'oracle: {
             let Some(caller_id) = caller_id.as_deref() else {
                 break 'oracle Expect::Layer(401, codes::UNAUTHENTICATED);
@@ -657,13 +658,16 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                 }
                 if spec.method == Method::DELETE {
                     model.remove(&id);
-                    break 'oracle match case.mode {
-                        IdMode::Mint => Expect::NoContent,
-                        IdMode::Adopt => {
+                    // Adopt mode tells the inner server too; its success
+                    // is reported as 204, its failure passed on.
+                    if case.mode == IdMode::Adopt {
+                        expect_inner_called = true;
+                        if !(200..300).contains(&spec.inner_status) {
                             expected_session_in_inner = Some(None);
-                            Expect::Inner
+                            break 'oracle Expect::Inner;
                         }
-                    };
+                    }
+                    break 'oracle Expect::NoContent;
                 }
                 expected_session_in_inner = Some(Some(id));
                 break 'oracle Expect::Inner;
@@ -798,6 +802,18 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
             Expect::NoContent => {
                 prop_assert!(!from_inner, "{}", ctx);
                 prop_assert_eq!(status, StatusCode::NO_CONTENT, "{}", ctx);
+                prop_assert!(body.is_empty(), "{}", ctx);
+                prop_assert_eq!(saw.is_some(), expect_inner_called, "{}", ctx);
+                if let Some(saw) = &saw {
+                    prop_assert!(saw.session.is_none(), "{}", ctx);
+                    prop_assert!(
+                        saw.identity
+                            .as_ref()
+                            .is_some_and(|i| Some(i.id()) == caller_id.as_deref()),
+                        "{}",
+                        ctx
+                    );
+                }
             }
             Expect::Inner => {
                 prop_assert!(from_inner, "layer answered, expected the inner: {}", ctx);
