@@ -576,3 +576,67 @@ fn expired_sessions_do_not_count_against_the_global_cap_redis() {
         expired_sessions_do_not_count_against_the_global_cap(store).await
     });
 }
+
+/// Sessions that idle-expired must free their global slots even when more
+/// than a handful of older sessions are still in use (caps well above the
+/// number of index members a store checks at once).
+async fn idle_expired_sessions_free_slots_behind_many_live_ones<S: SessionStore>(store: S) {
+    const CAP: u64 = 100;
+    let clock = ManualClock::starting_now();
+    let config = Config::default()
+        .timeout(TIMEOUT)
+        .max_lifetime(Duration::from_secs(24 * 3600))
+        .max_sessions(CAP)
+        .max_sessions_per_identity(1, IdentityLimitPolicy::Reject);
+    let manager = SessionManager::with_clock(store, config, clock.clone());
+    let who = |i: u64| Identity::new(format!("user{i}"), "U", ["reader"]);
+    // 70 sessions that stay in use, then 30 younger ones that go idle.
+    let mut busy = Vec::new();
+    for i in 0..70 {
+        busy.push((manager.create(&who(i)).await.unwrap(), who(i)));
+        clock.advance(Duration::from_millis(1));
+    }
+    for i in 70..CAP {
+        manager.create(&who(i)).await.unwrap();
+        clock.advance(Duration::from_millis(1));
+    }
+    assert!(manager.create(&who(1_000)).await.is_err(), "at the cap");
+    // The young ones idle out while the old ones are used.
+    for _ in 0..3 {
+        clock.advance(TIMEOUT / 2);
+        for (session, owner) in &busy {
+            manager.refresh_for(session.id(), owner).await.unwrap();
+        }
+    }
+    // 70 live sessions under a cap of 100: there is room.
+    for i in 0..30 {
+        if let Err(e) = manager.create(&who(2_000 + i)).await {
+            panic!("create {i} refused with 70 live sessions under a cap of {CAP}: {e}");
+        }
+    }
+}
+
+#[test]
+fn idle_expired_sessions_free_slots_behind_many_live_ones_moka() {
+    runtime().block_on(idle_expired_sessions_free_slots_behind_many_live_ones(
+        MokaStore::new(1_000),
+    ));
+}
+
+/// Known limitation, reported: `RedisStore` scores its indexes by deadline
+/// and, at a cap, checks only the 64 members with the earliest deadlines for
+/// sessions that are gone, so idle-expired sessions behind 64 or more live
+/// older ones hold their slots until their deadline (24 h by default) and the
+/// store refuses creates (503) with fewer live sessions than the cap.
+#[cfg(feature = "redis")]
+#[test]
+#[ignore = "known RedisStore limitation: only the 64 earliest-deadline index members are checked at a cap"]
+fn idle_expired_sessions_free_slots_behind_many_live_ones_redis() {
+    let Some(url) = redis::standalone_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = redis::store(&url).await;
+        idle_expired_sessions_free_slots_behind_many_live_ones(store).await
+    });
+}
