@@ -48,6 +48,7 @@ pub struct CountingStore<S> {
     counters: Arc<Counters>,
     ids: Arc<Mutex<Vec<SessionId>>>,
     down: Arc<AtomicBool>,
+    down_for: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl<S: Clone> Clone for CountingStore<S> {
@@ -57,6 +58,7 @@ impl<S: Clone> Clone for CountingStore<S> {
             counters: self.counters.clone(),
             ids: self.ids.clone(),
             down: self.down.clone(),
+            down_for: self.down_for.clone(),
         }
     }
 }
@@ -68,6 +70,7 @@ impl<S> CountingStore<S> {
             counters: Arc::default(),
             ids: Arc::default(),
             down: Arc::default(),
+            down_for: Arc::default(),
         }
     }
 
@@ -96,10 +99,21 @@ impl<S> CountingStore<S> {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn enter(&self, counter: &AtomicUsize, id: &SessionId) -> Result<(), StoreError> {
+    /// Fails only these operations (`"create"`, `"get"`, `"touch"`,
+    /// `"update"`, `"delete"`) from now on; empty to heal.
+    pub fn set_down_for(&self, ops: &[&'static str]) {
+        *self.down_for.lock().unwrap() = ops.to_vec();
+    }
+
+    fn enter(
+        &self,
+        op: &'static str,
+        counter: &AtomicUsize,
+        id: &SessionId,
+    ) -> Result<(), StoreError> {
         counter.fetch_add(1, Ordering::SeqCst);
         self.ids.lock().unwrap().push(id.clone());
-        if self.down.load(Ordering::SeqCst) {
+        if self.down.load(Ordering::SeqCst) || self.down_for.lock().unwrap().contains(&op) {
             Err(StoreError::Unavailable("test store is down".into()))
         } else {
             Ok(())
@@ -117,29 +131,29 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         session: &Session,
         limits: &Limits,
     ) -> Result<CreateOutcome, StoreError> {
-        self.enter(&self.counters.create, session.id())?;
+        self.enter("create", &self.counters.create, session.id())?;
         self.inner.create(session, limits).await
     }
 
     async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        self.enter(&self.counters.get, id)?;
+        self.enter("get", &self.counters.get, id)?;
         self.inner.get(id, now).await
     }
 
     fn touch(&self, id: &SessionId, owner: &str, now: Timestamp) -> Self::TouchFuture {
-        match self.enter(&self.counters.touch, id) {
+        match self.enter("touch", &self.counters.touch, id) {
             Ok(()) => Either::Left(self.inner.touch(id, owner, now)),
             Err(e) => Either::Right(ready(Err(e))),
         }
     }
 
     async fn update(&self, session: &Session, now: Timestamp) -> Result<bool, StoreError> {
-        self.enter(&self.counters.update, session.id())?;
+        self.enter("update", &self.counters.update, session.id())?;
         self.inner.update(session, now).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.enter(&self.counters.delete, id)?;
+        self.enter("delete", &self.counters.delete, id)?;
         self.inner.delete(id).await
     }
 }
