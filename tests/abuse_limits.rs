@@ -771,4 +771,105 @@ mod logs {
         // The lines do identify the session, by a short prefix.
         assert!(text.contains(&id[..8]), "{text}");
     }
+
+    /// With Redis: an undecodable stored value and a dead server are logged
+    /// by a short prefix of the id, and redis-rs' errors carry no key.
+    #[cfg(feature = "redis")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_warnings_hold_no_whole_session_id() {
+        use mcp_session::RedisStore;
+        let log = captured();
+        let Some(redis) = tokio::task::spawn_blocking(crate::redis_server::RedisServer::start)
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let prefix = format!("abuse:{}:", std::process::id());
+        let config = mcp_session::RedisStoreConfig::default()
+            .key_prefix(&prefix)
+            .command_timeout(Duration::from_millis(300));
+        let store = RedisStore::connect_with_config(&redis.url(), config)
+            .await
+            .unwrap();
+        let router = Router::new()
+            .route("/mcp", any(handler))
+            .layer(SessionLayer::new(SessionManager::new(
+                store,
+                Config::default(),
+            )))
+            .layer(middleware::from_fn(auth));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let client = reqwest::Client::new();
+        let post = |id: Option<String>, body: &'static str| {
+            let mut req = client
+                .post(format!("http://{addr}/mcp"))
+                .header("authorization", "Bearer alice")
+                .body(body);
+            if let Some(id) = id {
+                req = req.header("mcp-session-id", id);
+            }
+            req.send()
+        };
+        let res = post(None, INIT).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let first = res.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let res = post(None, INIT).await.unwrap();
+        let second = res.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+
+        // A value this release cannot decode: not found, logged by prefix.
+        let key = format!("{prefix}s:{first}");
+        let redis_cli = redis.cli(&["SET", &key, "v9 from a future release"]);
+        assert!(redis_cli.contains("OK"), "{redis_cli}");
+        let res = post(Some(first.clone()), PING).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // Redis gone: 503, logged.
+        tokio::task::spawn_blocking(move || redis.kill())
+            .await
+            .unwrap();
+        let res = post(Some(second.clone()), PING).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let res = post(None, INIT).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        eprintln!("captured log:\n{text}");
+        let ours: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.contains(&first[..8])
+                    || l.contains("store failed")
+                    || l.contains("could not create")
+            })
+            .collect();
+        assert!(
+            ours.iter()
+                .any(|l| l.contains("undecodable") && l.contains(&first[..8])),
+            "{text}"
+        );
+        assert!(ours.len() >= 3, "{text}");
+        for id in [&first, &second] {
+            assert!(
+                !text.contains(id.as_str()),
+                "a log line holds a whole session id:\n{text}"
+            );
+            assert!(
+                !text.contains(&id[..32]),
+                "a log line holds half a session id:\n{text}"
+            );
+        }
+    }
 }
+
+#[cfg(all(feature = "tracing", feature = "redis"))]
+#[path = "support/redis_server.rs"]
+mod redis_server;
