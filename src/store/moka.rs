@@ -270,14 +270,19 @@ impl MokaStore {
         let identity_id = session.identity_id();
         // Per-identity cap.
         if let Some(entry) = index.get_mut(identity_id) {
-            // Drop entries whose sessions expired but were not swept yet.
-            entry.sessions.retain(|(_, id)| {
-                inner
-                    .cache
-                    .get(id)
-                    .is_some_and(|r| session.created_at() < r.expires_at())
-            });
             let max = limits.max_sessions_per_identity as usize;
+            // At the cap, drop entries whose sessions expired but were not
+            // swept yet. Only then: it costs a cache read per session of the
+            // identity, and below the cap it changes nothing (sessions gone
+            // from the cache leave the list through `apply_removals`).
+            if entry.sessions.len() >= max {
+                entry.sessions.retain(|(_, id)| {
+                    inner
+                        .cache
+                        .get(id)
+                        .is_some_and(|r| session.created_at() < r.expires_at())
+                });
+            }
             if entry.sessions.len() >= max {
                 match limits.per_identity_policy {
                     IdentityLimitPolicy::Reject => {
