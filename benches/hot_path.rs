@@ -1,0 +1,376 @@
+//! Hot path, in-process: one request on an existing session, driven straight
+//! through the tower service (no network), at 1k, 100k and 1M live sessions,
+//! round-robin over every session and on one hot session.
+//!
+//! In the same run, per session count and access pattern:
+//!
+//! - `bare`: the inner `service_fn` alone (the request is built the same way
+//!   for every variant: `POST`, one id header, the caller's `Identity` in the
+//!   extensions, as an auth layer would leave it);
+//! - `layer`: `SessionLayer` over `MokaStore` (mint mode) around that inner
+//!   service: parse the header, look up, check the owner, slide the expiry,
+//!   put the `Session`, `Roles` and `Identity` into the extensions;
+//! - `tower_sessions`: tower-sessions 0.14 (`SessionManagerLayer`) over
+//!   tower-sessions-moka-store 0.15 (the only pair that builds together),
+//!   `Expiry::OnInactivity(30 min)` and `with_always_save(true)` (its only way
+//!   to slide an expiry), with a cookie for an existing session whose record
+//!   holds the identity id, name and roles; the inner service reads the
+//!   owner from the session and compares it with the caller (what the layer
+//!   does for us);
+//! - `floor`: a raw moka `sync::Cache` lookup of a 32-byte key (time-to-idle
+//!   30 min) after hex-decoding the 64-character header value: the least any
+//!   sliding, in-memory, hex-id session lookup can cost;
+//! - `harness`: criterion's async iteration plus the key choice, nothing
+//!   else (subtracted from `floor` to get the floor's own cost).
+//!
+//! Targets (issue 4): `layer - bare <= 2 x (floor - harness)`, and
+//! `tower_sessions - bare >= 5 x (layer - bare)`. `benches/summarize.py`
+//! prints those ratios from criterion's output.
+//!
+//! `cargo bench --bench hot_path`; `HOT_PATH_SIZES=1000,100000` narrows the
+//! session counts.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::Empty;
+use mcp_session::layer::RequestBody;
+use mcp_session::{
+    Config, Identity, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer, SessionManager,
+};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore as _};
+
+const IDENTITIES: usize = 1_000;
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+fn sizes() -> Vec<usize> {
+    match std::env::var("HOT_PATH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| s.trim().parse().expect("HOT_PATH_SIZES: numbers"))
+            .collect(),
+        Err(_) => vec![1_000, 100_000, 1_000_000],
+    }
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+fn identities() -> Vec<Identity> {
+    (0..IDENTITIES)
+        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .collect()
+}
+
+/// The request every variant builds per iteration.
+fn request(name: &HeaderName, value: &HeaderValue, caller: &Identity) -> Request<Empty<Bytes>> {
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = Method::POST;
+    request.headers_mut().insert(name, value.clone());
+    request.extensions_mut().insert(caller.clone());
+    request
+}
+
+fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
+    Ok(Response::new(Empty::new()))
+}
+
+/// Everything one session count needs, built once.
+struct Fixture {
+    n: usize,
+    identities: Vec<Identity>,
+    /// `Mcp-Session-Id` values, session `k` owned by `identities[k % IDENTITIES]`.
+    ours: Vec<HeaderValue>,
+    manager: SessionManager<MokaStore>,
+    /// `Cookie: id=…` values, same ownership.
+    cookies: Vec<HeaderValue>,
+    ts_store: tower_sessions_moka_store::MokaStore,
+    floor: moka::sync::Cache<[u8; 32], Arc<FloorValue>>,
+}
+
+#[allow(dead_code)] // held, never read: what a minimal session entry would carry
+struct FloorValue {
+    owner: Identity,
+}
+
+impl Fixture {
+    fn build(n: usize, rt: &tokio::runtime::Runtime) -> Fixture {
+        let identities = identities();
+
+        let started = Instant::now();
+        let config = Config::default()
+            .max_sessions(n as u64)
+            .max_sessions_per_identity(u32::MAX, IdentityLimitPolicy::Reject);
+        let manager = SessionManager::new(MokaStore::new(n as u64), config);
+        let ours: Vec<HeaderValue> = rt.block_on(async {
+            let mut ids = Vec::with_capacity(n);
+            for k in 0..n {
+                let session = manager.create(&identities[k % IDENTITIES]).await.unwrap();
+                ids.push(session.id().to_header_value());
+            }
+            ids
+        });
+        let t_ours = started.elapsed();
+
+        let started = Instant::now();
+        let ts_store = tower_sessions_moka_store::MokaStore::new(Some(n as u64 * 2));
+        let cookies: Vec<HeaderValue> = rt.block_on(async {
+            let mut cookies = Vec::with_capacity(n);
+            for k in 0..n {
+                let identity = &identities[k % IDENTITIES];
+                let mut record = Record {
+                    id: Id::default(),
+                    data: [
+                        ("identity_id".to_string(), identity.id().into()),
+                        ("identity_name".to_string(), identity.name().into()),
+                        ("roles".to_string(), serde_json::json!(["reader", "writer"])),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    expiry_date: OffsetDateTime::now_utc() + TimeDuration::minutes(30),
+                };
+                ts_store.create(&mut record).await.unwrap();
+                cookies.push(HeaderValue::try_from(format!("id={}", record.id)).unwrap());
+            }
+            cookies
+        });
+        let t_ts = started.elapsed();
+
+        let started = Instant::now();
+        let floor = moka::sync::Cache::builder()
+            .time_to_idle(Duration::from_secs(30 * 60))
+            .build();
+        for (k, value) in ours.iter().enumerate() {
+            let id = SessionId::parse_bytes(value.as_bytes()).unwrap();
+            let key = *id.minted_bytes().unwrap();
+            floor.insert(
+                key,
+                Arc::new(FloorValue {
+                    owner: identities[k % IDENTITIES].clone(),
+                }),
+            );
+        }
+        floor.run_pending_tasks();
+        manager.store().run_pending_tasks();
+        let t_floor = started.elapsed();
+        eprintln!(
+            "setup {}: {n} sessions in MokaStore {t_ours:.2?}, tower-sessions {t_ts:.2?}, raw moka {t_floor:.2?}",
+            label(n)
+        );
+        Fixture {
+            n,
+            identities,
+            ours,
+            manager,
+            cookies,
+            ts_store,
+            floor,
+        }
+    }
+}
+
+/// Which session the next request uses.
+#[derive(Clone, Copy)]
+enum Pattern {
+    RoundRobin,
+    Hot,
+}
+
+impl Pattern {
+    fn name(self) -> &'static str {
+        match self {
+            Pattern::RoundRobin => "round_robin",
+            Pattern::Hot => "hot_key",
+        }
+    }
+}
+
+/// Yields session indexes for a pattern.
+struct Keys {
+    n: usize,
+    next: Cell<usize>,
+    pattern: Pattern,
+}
+
+impl Keys {
+    fn new(n: usize, pattern: Pattern) -> Self {
+        Keys {
+            n,
+            next: Cell::new(0),
+            pattern,
+        }
+    }
+
+    fn next(&self) -> usize {
+        match self.pattern {
+            Pattern::Hot => 0,
+            Pattern::RoundRobin => {
+                let k = self.next.get();
+                self.next.set(if k + 1 == self.n { 0 } else { k + 1 });
+                k
+            }
+        }
+    }
+}
+
+fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
+    let cookie = http::header::COOKIE;
+    for pattern in [Pattern::RoundRobin, Pattern::Hot] {
+        let mut group = c.benchmark_group(format!("hot_path/{}", pattern.name()));
+        let size = label(fx.n);
+
+        // (bare) the inner service alone.
+        {
+            let mut bare = service_fn(|r: Request<Empty<Bytes>>| async move {
+                std::hint::black_box(&r);
+                ok()
+            });
+            let keys = Keys::new(fx.n, pattern);
+            group.bench_function(BenchmarkId::new("bare", &size), |b| {
+                b.to_async(rt).iter(|| {
+                    let k = keys.next();
+                    let req = request(
+                        &MCP_SESSION_ID,
+                        &fx.ours[k],
+                        &fx.identities[k % IDENTITIES],
+                    );
+                    let fut = bare.call(req);
+                    async move { fut.await.unwrap() }
+                })
+            });
+        }
+
+        // (layer) SessionLayer over MokaStore.
+        {
+            let inner = service_fn(|r: Request<RequestBody<Empty<Bytes>>>| async move {
+                std::hint::black_box(&r);
+                ok()
+            });
+            let mut svc = SessionLayer::new(fx.manager.clone()).layer(inner);
+            let keys = Keys::new(fx.n, pattern);
+            group.bench_function(BenchmarkId::new("layer", &size), |b| {
+                b.to_async(rt).iter(|| {
+                    let k = keys.next();
+                    let req = request(
+                        &MCP_SESSION_ID,
+                        &fx.ours[k],
+                        &fx.identities[k % IDENTITIES],
+                    );
+                    let fut = svc.call(req);
+                    async move {
+                        let response = fut.await.unwrap();
+                        debug_assert_eq!(response.status(), 200);
+                        response
+                    }
+                })
+            });
+        }
+
+        // (tower_sessions) sliding session with always-save over its moka store.
+        {
+            let inner = service_fn(|r: Request<Empty<Bytes>>| async move {
+                let session = r
+                    .extensions()
+                    .get::<tower_sessions::Session>()
+                    .cloned()
+                    .expect("tower-sessions session");
+                let caller = r.extensions().get::<Identity>().expect("caller");
+                let owner: Option<String> = session.get("identity_id").await.unwrap();
+                assert_eq!(owner.as_deref(), Some(caller.id()));
+                ok()
+            });
+            let layer = SessionManagerLayer::new(fx.ts_store.clone())
+                .with_secure(false)
+                .with_expiry(Expiry::OnInactivity(TimeDuration::minutes(30)))
+                .with_always_save(true);
+            let mut svc = layer.layer(inner);
+            rt.block_on(async { svc.ready().await.unwrap() });
+            let keys = Keys::new(fx.n, pattern);
+            group.bench_function(BenchmarkId::new("tower_sessions", &size), |b| {
+                b.to_async(rt).iter(|| {
+                    let k = keys.next();
+                    let req = request(&cookie, &fx.cookies[k], &fx.identities[k % IDENTITIES]);
+                    let fut = svc.call(req);
+                    async move {
+                        let response = fut.await.unwrap();
+                        debug_assert!(response.headers().contains_key("set-cookie"));
+                        response
+                    }
+                })
+            });
+        }
+
+        // (harness) criterion's async iteration and the key choice alone,
+        // to subtract from `floor`.
+        {
+            let keys = Keys::new(fx.n, pattern);
+            group.bench_function(BenchmarkId::new("harness", &size), |b| {
+                b.to_async(rt).iter(|| {
+                    let value = &fx.ours[keys.next()];
+                    async move { std::hint::black_box(value) }
+                })
+            });
+        }
+
+        // (floor) hex-decode the header, one raw moka lookup.
+        {
+            let keys = Keys::new(fx.n, pattern);
+            group.bench_function(BenchmarkId::new("floor", &size), |b| {
+                b.to_async(rt).iter(|| {
+                    let k = keys.next();
+                    let value = &fx.ours[k];
+                    let floor = &fx.floor;
+                    async move {
+                        let mut key = [0u8; 32];
+                        hex::decode_to_slice(value.as_bytes(), &mut key).unwrap();
+                        floor.get(&key).expect("live key")
+                    }
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+fn hot_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sizes = sizes();
+    for (i, &n) in sizes.iter().enumerate() {
+        let fx = Fixture::build(n, &rt);
+        bench_size(c, &rt, &fx);
+        // Check the layer really served live sessions all along.
+        assert_eq!(fx.manager.store().len(), n as u64);
+        if i + 1 == sizes.len() {
+            // Freeing a million moka entries takes seconds; the process ends anyway.
+            std::mem::forget(fx);
+        } else {
+            drop(fx);
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = hot_path
+}
+criterion_main!(benches);

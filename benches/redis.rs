@@ -1,0 +1,245 @@
+//! With a Redis store (feature `redis`): one request on an existing session,
+//! driven through the tower service in-process, the store a `redis-server`
+//! on 127.0.0.1 that this bench starts on a free port (and kills after):
+//!
+//! - `layer`: `SessionLayer` over `RedisStore` (redis-rs, one multiplexed
+//!   connection), mint mode;
+//! - `tower_sessions`: tower-sessions 0.14 over tower-sessions-redis-store
+//!   0.16 (fred, pool of 1), `Expiry::OnInactivity(30 min)` and
+//!   `with_always_save(true)`, cookie for an existing session whose record
+//!   holds the identity id, name and roles; the inner service reads the
+//!   owner from the session, as in benches/hot_path.rs.
+//!
+//! 10,000 live sessions of 1,000 identities, round-robin; requests one at a
+//! time (latency, not throughput). Before the timed runs it counts the Redis
+//! commands each variant sends per request (`INFO commandstats` deltas over
+//! 1,000 requests).
+//!
+//! `cargo bench --bench redis`. Without `redis-server` on `PATH` it says so
+//! and exits successfully.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::Empty;
+use mcp_session::layer::RequestBody;
+use mcp_session::{Config, Identity, RedisStore, SessionLayer, SessionManager};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore as _};
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as FredConfig, Pool};
+
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
+const SESSIONS: usize = 10_000;
+const IDENTITIES: usize = 1_000;
+const COUNTED_REQUESTS: usize = 1_000;
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+fn request(name: &HeaderName, value: &HeaderValue, caller: &Identity) -> Request<Empty<Bytes>> {
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = Method::POST;
+    request.headers_mut().insert(name, value.clone());
+    request.extensions_mut().insert(caller.clone());
+    request
+}
+
+fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
+    Ok(Response::new(Empty::new()))
+}
+
+/// Total calls per command from `INFO commandstats`, without `info` itself.
+fn command_stats(server: &redis_server::RedisServer) -> BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            (name != "info").then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
+fn per_request(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: usize,
+) -> String {
+    let mut total = 0;
+    let mut parts = Vec::new();
+    for (name, calls) in after {
+        let delta = calls - before.get(name).copied().unwrap_or(0);
+        if delta > 0 {
+            total += delta;
+            parts.push(format!("{name} {:.2}", delta as f64 / requests as f64));
+        }
+    }
+    format!(
+        "{:.2} commands/request ({})",
+        total as f64 / requests as f64,
+        parts.join(", ")
+    )
+}
+
+fn redis(c: &mut Criterion) {
+    let Some(server) = redis_server::RedisServer::start() else {
+        eprintln!("redis bench skipped: no redis-server");
+        return;
+    };
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let identities: Vec<Identity> = (0..IDENTITIES)
+        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .collect();
+
+    // Ours.
+    let store = rt
+        .block_on(RedisStore::connect(&url))
+        .expect("connect RedisStore");
+    let manager = SessionManager::new(store, Config::default());
+    let ours: Vec<HeaderValue> = rt.block_on(async {
+        let mut ids = Vec::with_capacity(SESSIONS);
+        for k in 0..SESSIONS {
+            let session = manager.create(&identities[k % IDENTITIES]).await.unwrap();
+            ids.push(session.id().to_header_value());
+        }
+        ids
+    });
+    let inner = service_fn(|r: Request<RequestBody<Empty<Bytes>>>| async move {
+        std::hint::black_box(&r);
+        ok()
+    });
+    let mut layer_svc = SessionLayer::new(manager.clone()).layer(inner);
+
+    // tower-sessions over its Redis store.
+    let pool = Pool::new(FredConfig::from_url(&url).unwrap(), None, None, None, 1).unwrap();
+    let ts_store = rt.block_on(async {
+        pool.connect();
+        pool.wait_for_connect().await.unwrap();
+        tower_sessions_redis_store::RedisStore::new(pool.clone())
+    });
+    let cookies: Vec<HeaderValue> = rt.block_on(async {
+        let mut cookies = Vec::with_capacity(SESSIONS);
+        for k in 0..SESSIONS {
+            let identity = &identities[k % IDENTITIES];
+            let mut record = Record {
+                id: Id::default(),
+                data: [
+                    ("identity_id".to_string(), identity.id().into()),
+                    ("identity_name".to_string(), identity.name().into()),
+                    ("roles".to_string(), serde_json::json!(["reader", "writer"])),
+                ]
+                .into_iter()
+                .collect(),
+                expiry_date: OffsetDateTime::now_utc() + TimeDuration::minutes(30),
+            };
+            ts_store.create(&mut record).await.unwrap();
+            cookies.push(HeaderValue::try_from(format!("id={}", record.id)).unwrap());
+        }
+        cookies
+    });
+    let ts_inner = service_fn(|r: Request<Empty<Bytes>>| async move {
+        let session = r
+            .extensions()
+            .get::<tower_sessions::Session>()
+            .cloned()
+            .expect("tower-sessions session");
+        let caller = r.extensions().get::<Identity>().expect("caller");
+        let owner: Option<String> = session.get("identity_id").await.unwrap();
+        assert_eq!(owner.as_deref(), Some(caller.id()));
+        ok()
+    });
+    let mut ts_svc = SessionManagerLayer::new(ts_store)
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(TimeDuration::minutes(30)))
+        .with_always_save(true)
+        .layer(ts_inner);
+    rt.block_on(async { ts_svc.ready().await.unwrap() });
+
+    // Commands per request.
+    let before = command_stats(&server);
+    rt.block_on(async {
+        for k in 0..COUNTED_REQUESTS {
+            let req = request(&MCP_SESSION_ID, &ours[k], &identities[k % IDENTITIES]);
+            let response = layer_svc.call(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+    let middle = command_stats(&server);
+    let cookie = http::header::COOKIE;
+    rt.block_on(async {
+        for k in 0..COUNTED_REQUESTS {
+            let req = request(&cookie, &cookies[k], &identities[k % IDENTITIES]);
+            let response = ts_svc.call(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(response.headers().contains_key("set-cookie"));
+        }
+    });
+    let after = command_stats(&server);
+    println!(
+        "redis commands, layer (RedisStore): {}",
+        per_request(&before, &middle, COUNTED_REQUESTS)
+    );
+    println!(
+        "redis commands, tower-sessions-redis-store (always save): {}",
+        per_request(&middle, &after, COUNTED_REQUESTS)
+    );
+
+    let mut group = c.benchmark_group("redis/round_robin");
+    let size = format!("{}k", SESSIONS / 1000);
+    {
+        let next = Cell::new(0usize);
+        group.bench_function(BenchmarkId::new("layer", &size), |b| {
+            b.to_async(&rt).iter(|| {
+                let k = next.get();
+                next.set((k + 1) % SESSIONS);
+                let req = request(&MCP_SESSION_ID, &ours[k], &identities[k % IDENTITIES]);
+                let fut = layer_svc.call(req);
+                async move {
+                    let response = fut.await.unwrap();
+                    debug_assert_eq!(response.status(), 200);
+                    response
+                }
+            })
+        });
+    }
+    {
+        let next = Cell::new(0usize);
+        group.bench_function(BenchmarkId::new("tower_sessions", &size), |b| {
+            b.to_async(&rt).iter(|| {
+                let k = next.get();
+                next.set((k + 1) % SESSIONS);
+                let req = request(&cookie, &cookies[k], &identities[k % IDENTITIES]);
+                let fut = ts_svc.call(req);
+                async move {
+                    let response = fut.await.unwrap();
+                    debug_assert_eq!(response.status(), 200);
+                    response
+                }
+            })
+        });
+    }
+    group.finish();
+    drop(server);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = redis
+}
+criterion_main!(benches);
