@@ -76,11 +76,18 @@ impl SessionId {
         if text.len() != SESSION_ID_HEX_LEN {
             return Err(InvalidSessionId::Length(text.len()));
         }
+        // Branch-free over the 64 characters (this runs on every request):
+        // a table lookup per character, one validity check at the end.
         let mut bytes = [0u8; SESSION_ID_BYTES];
-        for (i, pair) in text.chunks_exact(2).enumerate() {
-            let hi = lower_hex_value(pair[0]).ok_or(InvalidSessionId::Character)?;
-            let lo = lower_hex_value(pair[1]).ok_or(InvalidSessionId::Character)?;
-            bytes[i] = (hi << 4) | lo;
+        let mut invalid = 0u8;
+        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+            let hi = LOWER_HEX_VALUE[usize::from(pair[0])];
+            let lo = LOWER_HEX_VALUE[usize::from(pair[1])];
+            invalid |= hi | lo;
+            *byte = (hi << 4) | lo;
+        }
+        if invalid & NOT_HEX != 0 {
+            return Err(InvalidSessionId::Character);
         }
         Ok(SessionId(Repr::Minted(bytes)))
     }
@@ -164,13 +171,25 @@ impl SessionId {
     }
 }
 
-fn lower_hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Marks a byte that is not a lowercase hex digit in [`LOWER_HEX_VALUE`]
+/// (digit values use only the low four bits).
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each byte as a lowercase hex digit, or [`NOT_HEX`].
+const LOWER_HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
