@@ -11,9 +11,9 @@
 //!   owner from the session, as in benches/hot_path.rs.
 //!
 //! 10,000 live sessions of 1,000 identities, round-robin; requests one at a
-//! time (latency, not throughput). Before the timed runs it counts the Redis
-//! commands each variant sends per request (`INFO commandstats` deltas over
-//! 1,000 requests).
+//! time (latency, not throughput). Before the timed runs it counts, with
+//! `MONITOR`, the round trips and the commands Redis executes per request
+//! for each variant (over 1,000 requests).
 //!
 //! `cargo bench --bench redis`. Without `redis-server` on `PATH` it says so
 //! and exits successfully.
@@ -55,36 +55,36 @@ fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
     Ok(Response::new(Empty::new()))
 }
 
-/// Total calls per command from `INFO commandstats`, without `info` itself.
-fn command_stats(server: &redis_server::RedisServer) -> BTreeMap<String, u64> {
-    server
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-            (name != "info").then(|| (name.to_string(), calls))
-        })
-        .collect()
-}
-
-fn per_request(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    requests: usize,
-) -> String {
-    let mut total = 0;
-    let mut parts = Vec::new();
-    for (name, calls) in after {
-        let delta = calls - before.get(name).copied().unwrap_or(0);
-        if delta > 0 {
-            total += delta;
-            parts.push(format!("{name} {:.2}", delta as f64 / requests as f64));
+/// Summarizes `MONITOR` lines seen over `requests` requests: round trips
+/// (commands sent by a client) and commands executed (scripts' included),
+/// per request, with a breakdown by command.
+fn per_request(lines: &[String], requests: usize) -> String {
+    let mut by_name: BTreeMap<String, (u64, bool)> = BTreeMap::new();
+    let (mut client, mut total) = (0u64, 0u64);
+    for line in lines {
+        let Some(name) = line.split('"').nth(1) else {
+            continue;
+        };
+        let from_script = line.contains(" lua]");
+        total += 1;
+        if !from_script {
+            client += 1;
         }
+        let entry = by_name.entry(name.to_ascii_uppercase()).or_insert((0, from_script));
+        entry.0 += 1;
     }
+    let n = requests as f64;
+    let parts: Vec<String> = by_name
+        .iter()
+        .map(|(name, (calls, from_script))| {
+            let marker = if *from_script { " (in script)" } else { "" };
+            format!("{name} {:.2}{marker}", *calls as f64 / n)
+        })
+        .collect();
     format!(
-        "{:.2} commands/request ({})",
-        total as f64 / requests as f64,
+        "{:.2} round trips, {:.2} commands executed per request: {}",
+        client as f64 / n,
+        total as f64 / n,
         parts.join(", ")
     )
 }
@@ -167,8 +167,9 @@ fn redis(c: &mut Criterion) {
         .layer(ts_inner);
     rt.block_on(async { ts_svc.ready().await.unwrap() });
 
-    // Commands per request.
-    let before = command_stats(&server);
+    // Commands per request, seen by MONITOR.
+    let cookie = http::header::COOKIE;
+    let monitor = server.monitor();
     rt.block_on(async {
         for k in 0..COUNTED_REQUESTS {
             let req = request(&MCP_SESSION_ID, &ours[k], &identities[k % IDENTITIES]);
@@ -176,8 +177,8 @@ fn redis(c: &mut Criterion) {
             assert_eq!(response.status(), 200);
         }
     });
-    let middle = command_stats(&server);
-    let cookie = http::header::COOKIE;
+    let ours_lines = monitor.stop();
+    let monitor = server.monitor();
     rt.block_on(async {
         for k in 0..COUNTED_REQUESTS {
             let req = request(&cookie, &cookies[k], &identities[k % IDENTITIES]);
@@ -186,14 +187,14 @@ fn redis(c: &mut Criterion) {
             assert!(response.headers().contains_key("set-cookie"));
         }
     });
-    let after = command_stats(&server);
+    let theirs_lines = monitor.stop();
     println!(
-        "redis commands, layer (RedisStore): {}",
-        per_request(&before, &middle, COUNTED_REQUESTS)
+        "redis, layer (RedisStore): {}",
+        per_request(&ours_lines, COUNTED_REQUESTS)
     );
     println!(
-        "redis commands, tower-sessions-redis-store (always save): {}",
-        per_request(&middle, &after, COUNTED_REQUESTS)
+        "redis, tower-sessions-redis-store (always save): {}",
+        per_request(&theirs_lines, COUNTED_REQUESTS)
     );
 
     let mut group = c.benchmark_group("redis/round_robin");
