@@ -623,14 +623,13 @@ fn idle_expired_sessions_free_slots_behind_many_live_ones_moka() {
     ));
 }
 
-/// Known limitation, reported: `RedisStore` scores its indexes by deadline
-/// and, at a cap, checks only the 64 members with the earliest deadlines for
-/// sessions that are gone, so idle-expired sessions behind 64 or more live
-/// older ones hold their slots until their deadline (24 h by default) and the
-/// store refuses creates (503) with fewer live sessions than the cap.
+/// Regression: `RedisStore` used to score its global index by deadline and
+/// check only the 64 members with the earliest deadlines at the cap, so
+/// idle-expired sessions behind 64 or more live older ones held their slots
+/// until their deadline (24 h here) and creates were refused with fewer live
+/// sessions than the cap.
 #[cfg(feature = "redis")]
 #[test]
-#[ignore = "known RedisStore limitation: only the 64 earliest-deadline index members are checked at a cap"]
 fn idle_expired_sessions_free_slots_behind_many_live_ones_redis() {
     let Some(url) = redis::standalone_url() else {
         return;

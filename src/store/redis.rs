@@ -16,7 +16,11 @@
 //! |-----|------|-------|
 //! | `mcp-session:s:<session id>` | string | the session (format below), with a TTL equal to its remaining life |
 //! | `mcp-session:i:<identity id>` | sorted set | ids of the identity's sessions, scored by their deadline (ms) |
-//! | `mcp-session:global` | sorted set | ids of all sessions, scored by their deadline (ms) |
+//! | `mcp-session:global` | sorted set | ids of all sessions, scored by a lower bound of their expiry (ms): the expiry when the score was written |
+//!
+//! Each add to an index extends its TTL to at least the new session's
+//! remaining lifetime (never shortening it), so an index never expires while
+//! it holds a live session.
 //!
 //! Every command and script touches exactly one key, so the store works on a
 //! Redis Cluster without hash tags. Put a hash tag in the prefix (for example
@@ -62,41 +66,83 @@
 //!    overwritten ([`StoreError::AlreadyExists`]). The TTL is computed from
 //!    the session's own timestamps (`expires_at − last_access`), never from
 //!    Redis' clock.
-//! 2. A script on the identity's index (one key, so atomic): drop members
-//!    whose deadline has passed, and add the new id if the identity is below
-//!    [`Limits::max_sessions_per_identity`]. At the cap it first reports the
-//!    oldest members (at most 64); the store checks them (`GET` each) and
-//!    removes the ones that are gone or idle-expired from the index (a value
-//!    it cannot decode counts as live), then runs the script again,
-//!    which now applies the policy: [`IdentityLimitPolicy::Reject`] refuses,
-//!    [`IdentityLimitPolicy::EvictOldest`] pops the members with the oldest
-//!    deadlines (the oldest sessions) and adds the new one, in one step. The
-//!    evicted sessions are then `DEL`eted.
-//! 3. The same two-step script on the global index enforces
-//!    [`Limits::max_sessions`] with the reject policy. (The identity goes
-//!    first so that an eviction can make room globally too; an identity
-//!    refusal thus never takes a global slot.)
+//! 2. A script on the identity's index (one key, so atomic) drops members
+//!    whose deadline has passed and adds the new id if the identity is
+//!    below [`Limits::max_sessions_per_identity`]. At the cap it reports the
+//!    members instead, earliest deadline first (at most 1024: all of them
+//!    for caps up to 1024); the store reads their sessions (`GET`, 64 in
+//!    flight at a time, stopping once enough are found gone) and runs the
+//!    script again with the ones that are gone or expired (a value it cannot
+//!    decode counts as live). That run removes them, then applies the
+//!    policy: [`IdentityLimitPolicy::Reject`] refuses,
+//!    [`IdentityLimitPolicy::EvictOldest`] pops the members with the
+//!    earliest deadlines (the oldest sessions) and adds the new one, all in
+//!    one step. The evicted sessions are then `DEL`eted.
+//! 3. The same script on the global index enforces [`Limits::max_sessions`]
+//!    with the reject policy, but there a score is a lower bound of the
+//!    session's expiry, not its deadline: its expiry when the score was
+//!    written (`touch` never writes the index, so a used session's real
+//!    expiry is later). Nothing is ever dropped by score. Below the cap the
+//!    new id is added, scored by its expiry. At the cap the script reports
+//!    up to 64 members whose score has passed (the only ones that may have
+//!    expired); the store reads their sessions, and the next run removes the
+//!    gone or expired ones and re-scores the live ones with their current
+//!    expiry (`ZADD XX`; one whose value cannot be decoded counts as live
+//!    and is scored by when Redis drops it), then adds the new id if there
+//!    is room now, or reports the next 64. After at most 16 such rounds
+//!    (1024 sessions read) a last run applies what the 16th found and
+//!    refuses if the index is still full. (The identity goes first so that an eviction can make room
+//!    globally too; an identity refusal thus never takes a global slot.)
 //! 4. A refusal in step 2 or 3 deletes the session written in step 1 and its
 //!    index entry.
+//! 5. After a global add, `EXISTS s:<id>`: if a concurrent create evicted
+//!    the new session (or a `delete` removed it) between steps 2 and 3, its
+//!    clean-up of the global index ran before the id got there, so the id
+//!    is removed from both indexes now (by a script that removes it only if
+//!    it still has the score this create wrote, so an adopted id created
+//!    again meanwhile keeps its entries).
 //!
-//! So each cap is enforced atomically on its own index: concurrent creates
-//! on any number of replicas never put more ids into an index than its cap,
-//! and every live session is in its indexes (it is added before `create`
-//! returns and removed only once it is gone or expired). The three steps are
-//! *not* one transaction (they live on different keys, hence possibly on
-//! different Cluster shards): for the moment between steps 1 and 4 a new
-//! session exists before it is counted, and evicted sessions are deleted
-//! just after the new one is counted. A process that dies in between leaves
-//! at most one uncounted session, which expires with its TTL.
+//! In steps 2 and 3 the script applies each removal or re-score only if the
+//! member's score is still the one the store read, so nothing a concurrent
+//! create changed meanwhile (for example an adopted id created again) is
+//! touched. Each cap is thus enforced atomically on its own index:
+//! concurrent creates on any number of replicas never put more ids into an
+//! index than its cap, and every live session is in its indexes (it is
+//! added before `create` returns and removed only once it is gone or
+//! expired). The steps are *not* one transaction (they live on different
+//! keys, hence possibly on different Cluster shards): for the moment between
+//! steps 1 and 4 a new session exists before it is counted, and evicted
+//! sessions are deleted just after the new one is counted. A process that
+//! dies in between leaves at most one uncounted session, which expires with
+//! its TTL.
 //!
 //! **Trade-off of the global cap:** one sorted set holds every session id
 //! (about 100 bytes per session) and every create touches it, so it is a
-//! single hot key on one Cluster shard. Index scores are deadlines, so
-//! sessions that ended by idling linger in the index until they are checked
-//! at the cap or reach their deadline. If Redis' own `maxmemory` is the
-//! bound you want, turn the global index off with
+//! single hot key on one Cluster shard. Below the cap a create costs one
+//! script run on it. A session that ended (by idling, or by a `delete` whose
+//! index clean-up failed) holds its slot until its score passes, at most one
+//! idle timeout after the score was written, and then until the next create
+//! at the cap checks it. A live session checked gets its current expiry as
+//! its score, so it is read at most once per idle period however many
+//! creates arrive, and a flood of refused creates at a cap full of live
+//! sessions costs one script run each. If Redis' own `maxmemory` is the bound you
+//! want, turn the global index off with
 //! [`RedisStoreConfig::global_cap`]`(false)`; [`Limits::max_sessions`] is
 //! then not enforced by this store.
+//!
+//! **Limits of the checks**, both bounding the work of one `create`:
+//!
+//! - A per-identity cap above 1024: only the 1024 members with the earliest
+//!   deadlines are checked, so sessions of that identity that idled out
+//!   behind 1024 or more live, older ones keep their slots until their
+//!   deadline; meanwhile [`IdentityLimitPolicy::Reject`] refuses and
+//!   [`IdentityLimitPolicy::EvictOldest`] evicts the oldest live session
+//!   although there would be room. Up to 1024 every member is checked.
+//! - The global cap: when more than 1024 members' scores have passed while
+//!   their sessions stayed in use, one create may read 1024 live sessions
+//!   and refuse. The re-scores it made are kept, so the next creates go on
+//!   where it stopped: such a refusal is transient, and the backlog shrinks
+//!   by up to 1024 sessions per create.
 //!
 //! # Failures
 //!
@@ -112,6 +158,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -134,9 +181,24 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default bound on establishing the first connection: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many of the oldest members of a full index `create` checks for
-/// sessions that are already gone before refusing or evicting.
-const CHECK_AT_CAP: usize = 64;
+/// Most members of a full per-identity index that `create` checks for
+/// sessions that are already gone before refusing or evicting (the ones with
+/// the earliest deadlines).
+const IDENTITY_CHECK_MAX: usize = 1024;
+
+/// How many members of the full global index whose recorded expiry has
+/// passed one round of `create` checks.
+const GLOBAL_BATCH: usize = 64;
+
+/// Most rounds of [`GLOBAL_BATCH`] checks one `create` runs before refusing.
+const GLOBAL_ROUNDS: usize = 16;
+
+/// How many `GET`s `create` has in flight at once while checking members.
+const CHECK_CHUNK: usize = 64;
+
+/// When a live member of the global index whose value cannot be decoded and
+/// has no TTL is checked again (ms).
+const RECHECK_UNKNOWN_MS: u64 = 60_000;
 
 /// Largest integer a Lua (double) number holds exactly; stored numbers are
 /// clamped to it.
@@ -521,7 +583,7 @@ impl RedisStore {
     async fn preload_scripts(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.bounded(async move {
-            for script in [&*TOUCH, &*UPDATE, &*ADD_TO_INDEX] {
+            for script in [&*TOUCH, &*UPDATE, &*ADD_TO_INDEX, &*FORGET] {
                 script.prepare_invoke().load_async(&mut conn).await?;
             }
             Ok::<_, RedisError>(())
@@ -565,7 +627,8 @@ impl RedisStore {
         if created.is_none() {
             return Err(StoreError::AlreadyExists);
         }
-        let score = clamp(session.deadline().as_millis());
+        let deadline_score = clamp(session.deadline().as_millis());
+        let index_ttl = ttl_millis(session.deadline(), now);
 
         // Per-identity cap.
         let identity_key = self.identity_key(session.identity_id());
@@ -573,9 +636,21 @@ impl RedisStore {
             IdentityLimitPolicy::Reject => Mode::Reject,
             IdentityLimitPolicy::EvictOldest => Mode::Evict,
         };
-        let max = u64::from(limits.max_sessions_per_identity);
+        let identity_index = Index {
+            key: &identity_key,
+            scoring: Scoring::Deadline,
+            cap: u64::from(limits.max_sessions_per_identity),
+            at_cap: policy,
+        };
         let evicted = match self
-            .add_to_index(&mut conn, &identity_key, &id, score, max, now, policy)
+            .add_to_index(
+                &mut conn,
+                &identity_index,
+                &id,
+                deadline_score,
+                index_ttl,
+                now,
+            )
             .await?
         {
             Some(evicted) => evicted,
@@ -605,83 +680,180 @@ impl RedisStore {
 
         // Global cap.
         if self.inner.config.global_cap {
-            let global_key = &self.inner.global_key;
+            let global_index = Index {
+                key: &self.inner.global_key,
+                scoring: Scoring::Expiry,
+                cap: limits.max_sessions,
+                at_cap: Mode::Reject,
+            };
+            let expiry_score = clamp(session.expires_at().as_millis());
             let added = self
-                .add_to_index(
-                    &mut conn,
-                    global_key,
-                    &id,
-                    score,
-                    limits.max_sessions,
-                    now,
-                    Mode::Reject,
-                )
+                .add_to_index(&mut conn, &global_index, &id, expiry_score, index_ttl, now)
                 .await?;
             if added.is_none() {
                 let _: Result<(), _> = conn.del(&key).await;
                 let _: Result<(), _> = conn.zrem(&identity_key, &id).await;
                 return Err(StoreError::AtCapacity(CapacityScope::Global));
             }
+            // A concurrent create may have evicted this session (or a
+            // delete removed it) between the two index steps, cleaning the
+            // global index before the id got there. Catch that now, so the
+            // gone session does not hold a global slot until a check finds
+            // it (best effort, like the clean-up in `delete`). Only entries
+            // still carrying this create's scores are removed: an adopted id
+            // created again meanwhile keeps its own.
+            if let Ok(0) = conn.exists(&key).await {
+                let _ = conn.forget(global_index.key, &id, expiry_score).await;
+                let _ = conn.forget(&identity_key, &id, deadline_score).await;
+            }
         }
         Ok(outcome)
     }
 
-    /// Adds `id` to the index at `index_key` unless it holds `max` members.
-    /// `Some(evicted)` if added, `None` if refused.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds `id` (with `score`) to `index` unless it is full of live
+    /// sessions. `Some(evicted)` if added, `None` if refused.
+    ///
+    /// Each call of the index script applies what the previous round found
+    /// out and either adds the id or reports members to check; the last call
+    /// applies `index.at_cap` instead of reporting.
     async fn add_to_index(
         &self,
         conn: &mut Conn,
-        index_key: &str,
+        index: &Index<'_>,
         id: &str,
         score: u64,
-        max: u64,
+        index_ttl: u64,
         now: Timestamp,
-        policy: Mode,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let run = |mode: Mode, conn: &mut Conn| {
+        let (rounds, batch) = match index.scoring {
+            Scoring::Deadline => (1, IDENTITY_CHECK_MAX),
+            Scoring::Expiry => (GLOBAL_ROUNDS, GLOBAL_BATCH),
+        };
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut round = 0;
+        loop {
+            let last = round == rounds;
+            let mode = if last { index.at_cap } else { Mode::Check };
             let mut invocation = ADD_TO_INDEX.prepare_invoke();
             invocation
-                .key(index_key)
+                .key(index.key)
                 .arg(clamp(now.as_millis()))
                 .arg(id)
                 .arg(score)
-                .arg(clamp(max))
+                .arg(clamp(index.cap))
                 .arg(mode.as_str())
-                .arg(CHECK_AT_CAP);
-            let mut conn = conn.clone();
-            async move {
-                let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
-                index_reply(reply)
+                .arg(index.scoring.as_str())
+                .arg(batch)
+                .arg(index_ttl);
+            for finding in &findings {
+                invocation.arg(&finding.member).arg(&finding.seen);
+                match finding.rescore {
+                    Some(score) => invocation.arg(score),
+                    None => invocation.arg(""),
+                };
             }
-        };
-        let (added, members) = run(Mode::Check, conn).await.map_err(|e| self.fail(e))?;
-        if added == 1 {
-            return Ok(Some(members));
-        }
-        // Full: drop members whose sessions are gone or expired, then decide.
-        for member in members {
-            let raw: Option<Vec<u8>> = conn
-                .get(&self.session_key(&member))
+            let reply: Vec<Value> = invocation
+                .invoke_async(&mut conn.clone())
                 .await
                 .map_err(|e| self.fail(e))?;
-            let live = match raw {
-                None => false,
-                // Undecodable (for example written by a newer release):
-                // count it, rather than let a cap be exceeded.
-                Some(raw) => match decode(&raw) {
-                    Ok(parts) => now < parts.expires_at(),
-                    Err(_) => true,
-                },
-            };
-            if !live {
-                conn.zrem(index_key, &member)
-                    .await
-                    .map_err(|e| self.fail(e))?;
+            match index_reply(reply).map_err(|e| self.fail(e))? {
+                IndexReply::Added(evicted) => return Ok(Some(evicted)),
+                IndexReply::Full { .. } if last => return Ok(None),
+                IndexReply::Full { size, candidates } => {
+                    if candidates.is_empty() {
+                        if matches!(index.at_cap, Mode::Reject) {
+                            return Ok(None);
+                        }
+                        // Nothing to check: let the policy decide.
+                        findings.clear();
+                        round = rounds;
+                        continue;
+                    }
+                    // Members to free for the new one to fit.
+                    let needed = size.saturating_sub(index.cap).saturating_add(1);
+                    findings = self
+                        .check_members(conn, index.scoring, candidates, now, needed)
+                        .await?;
+                    round += 1;
+                }
             }
         }
-        let (added, evicted) = run(policy, conn).await.map_err(|e| self.fail(e))?;
-        Ok((added == 1).then_some(evicted))
+    }
+
+    /// Reads the sessions of `candidates` (members of a full index with the
+    /// scores seen) and returns what the index script must change: gone or
+    /// expired sessions are removed; in an expiry-scored index, live ones are
+    /// re-scored with their current expiry. A value that cannot be decoded
+    /// counts as live (for example written by a newer release): better to
+    /// refuse a create than to let a cap be exceeded.
+    ///
+    /// Deadline scoring stops early once `needed` gone sessions are found.
+    async fn check_members(
+        &self,
+        conn: &Conn,
+        scoring: Scoring,
+        candidates: Vec<(String, String)>,
+        now: Timestamp,
+        needed: u64,
+    ) -> Result<Vec<Finding>, StoreError> {
+        let mut findings = Vec::new();
+        let mut gone = 0u64;
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            let chunk: Vec<(String, String)> = candidates.by_ref().take(CHECK_CHUNK).collect();
+            let reads = chunk.iter().map(|(member, _)| {
+                let mut conn = conn.clone();
+                let key = self.session_key(member);
+                async move { conn.get(&key).await }
+            });
+            let values = join_all(reads.collect()).await;
+            for ((member, seen), value) in chunk.into_iter().zip(values) {
+                let value = value.map_err(|e| self.fail(e))?;
+                let rescore = match value.as_deref().map(decode) {
+                    None => None,
+                    Some(Ok(parts)) if now < parts.expires_at() => {
+                        Some(clamp(parts.expires_at().as_millis()))
+                    }
+                    Some(Ok(_)) => None,
+                    Some(Err(_)) => match scoring {
+                        Scoring::Deadline => continue,
+                        Scoring::Expiry => {
+                            // Live until Redis drops it: check it again then.
+                            let ttl = conn
+                                .clone()
+                                .pttl(&self.session_key(&member))
+                                .await
+                                .map_err(|e| self.fail(e))?;
+                            match u64::try_from(ttl) {
+                                Ok(ttl) => Some(clamp(now.as_millis().saturating_add(ttl))),
+                                // -1: no TTL (not written by this store).
+                                Err(_) if ttl == -1 => {
+                                    Some(clamp(now.as_millis().saturating_add(RECHECK_UNKNOWN_MS)))
+                                }
+                                // -2: gone since the GET.
+                                Err(_) => None,
+                            }
+                        }
+                    },
+                };
+                match (rescore, scoring) {
+                    // Deadline scores stay: they order the oldest first.
+                    (Some(_), Scoring::Deadline) => {}
+                    (rescore, _) => {
+                        gone += u64::from(rescore.is_none());
+                        findings.push(Finding {
+                            member,
+                            seen,
+                            rescore,
+                        });
+                    }
+                }
+            }
+            if matches!(scoring, Scoring::Deadline) && gone >= needed {
+                break;
+            }
+        }
+        Ok(findings)
     }
 
     async fn update_now(&self, session: &Session, now: Timestamp) -> Result<bool, StoreError> {
@@ -717,8 +889,10 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(false);
         };
-        // Index clean-up is best effort: a stale member is dropped by the
-        // next create that finds its index full, or when its deadline passes.
+        // Index clean-up is best effort: a stale member is dropped by a
+        // create that checks it at the cap, from an identity's index once
+        // its deadline passes, or with its index once every deadline in it
+        // has passed.
         let cleanup = async {
             if let Some(owner) = decode_logged(id, &raw).map(|s| self.identity_key(s.identity_id()))
             {
@@ -744,6 +918,25 @@ impl Conn {
         ::redis::cmd("GET").arg(key).query_async(self).await
     }
 
+    /// Removes `id` from the index at `index_key` if its score is `score`.
+    async fn forget(&mut self, index_key: &str, id: &str, score: u64) -> Result<(), RedisError> {
+        FORGET
+            .key(index_key)
+            .arg(id)
+            .arg(score)
+            .invoke_async::<i64>(self)
+            .await
+            .map(drop)
+    }
+
+    async fn exists(&mut self, key: &str) -> Result<i64, RedisError> {
+        ::redis::cmd("EXISTS").arg(key).query_async(self).await
+    }
+
+    async fn pttl(&mut self, key: &str) -> Result<i64, RedisError> {
+        ::redis::cmd("PTTL").arg(key).query_async(self).await
+    }
+
     async fn zrem(&mut self, key: &str, member: &str) -> Result<(), RedisError> {
         ::redis::cmd("ZREM")
             .arg(key)
@@ -751,6 +944,45 @@ impl Conn {
             .query_async(self)
             .await
     }
+}
+
+/// A capped index, as `create` sees it.
+struct Index<'a> {
+    key: &'a str,
+    scoring: Scoring,
+    cap: u64,
+    /// What the last call does at the cap: [`Mode::Reject`] or [`Mode::Evict`].
+    at_cap: Mode,
+}
+
+/// What a capped index's scores are.
+#[derive(Clone, Copy)]
+enum Scoring {
+    /// The session's deadline (never changes): members are ordered oldest
+    /// first and dropped once their deadline passes. Per-identity indexes.
+    Deadline,
+    /// A lower bound of the session's expiry: its expiry when the score was
+    /// written, raised when a check finds the session still live. The
+    /// global index.
+    Expiry,
+}
+
+impl Scoring {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scoring::Deadline => "deadline",
+            Scoring::Expiry => "expiry",
+        }
+    }
+}
+
+/// What a check found out about one member of a full index.
+struct Finding {
+    member: String,
+    /// The score the check saw (the script changes nothing if it moved).
+    seen: String,
+    /// The member's new score, `None` to remove it (the session is gone).
+    rescore: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -837,20 +1069,74 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// Parses `{status, member…}` from the index script.
-fn index_reply(reply: Vec<Value>) -> Result<(i64, Vec<String>), RedisError> {
-    let mut items = reply.into_iter();
-    let status = match items.next() {
-        Some(Value::Int(status)) => status,
-        _ => return Err(bad_reply()),
+/// A reply of the index script.
+enum IndexReply {
+    /// The id was added; these members were evicted to make room.
+    Added(Vec<String>),
+    /// The index is full: `size` members, `candidates` (member, score) to
+    /// check (none unless in check mode).
+    Full {
+        size: u64,
+        candidates: Vec<(String, String)>,
+    },
+}
+
+/// Parses `{1, evicted…}` or `{0, size, member, score, …}` from the index
+/// script.
+fn index_reply(reply: Vec<Value>) -> Result<IndexReply, RedisError> {
+    let text = |item: Value| match item {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply()),
+        _ => Err(bad_reply()),
     };
-    let members = items
-        .map(|item| match item {
-            Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| bad_reply()),
-            _ => Err(bad_reply()),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((status, members))
+    let mut items = reply.into_iter();
+    match items.next() {
+        Some(Value::Int(1)) => Ok(IndexReply::Added(
+            items.map(text).collect::<Result<_, _>>()?,
+        )),
+        Some(Value::Int(0)) => {
+            let size = match items.next() {
+                Some(Value::Int(size)) => u64::try_from(size).map_err(|_| bad_reply())?,
+                _ => return Err(bad_reply()),
+            };
+            let mut candidates = Vec::with_capacity(items.len() / 2);
+            while let Some(member) = items.next() {
+                let score = items.next().ok_or_else(bad_reply)?;
+                candidates.push((text(member)?, text(score)?));
+            }
+            Ok(IndexReply::Full { size, candidates })
+        }
+        _ => Err(bad_reply()),
+    }
+}
+
+/// Awaits all `futures` concurrently and returns their outputs in order.
+/// On a multiplexed connection their commands are pipelined: one round trip
+/// for all of them.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 fn bad_reply() -> RedisError {
@@ -939,39 +1225,84 @@ local idle = tonumber(string.sub(v, 55, 70))
 if not (last and deadline and idle) then return 0 end
 "#;
 
-/// A capped index (sorted set: member = session id, score = deadline ms).
-/// KEYS[1] = index; ARGV[1] = now, ARGV[2] = id, ARGV[3] = score,
-/// ARGV[4] = cap, ARGV[5] = mode (check | reject | evict), ARGV[6] = how
-/// many members to report in check mode.
-/// Drops members past their deadline, then adds the id if below the cap.
-/// At the cap: check → {0, oldest members…}; reject → {0}; evict → pops the
-/// oldest members to make room, adds the id and returns {1, popped…}.
-/// Below the cap: {1}. The index expires with its last deadline.
+/// A capped index (sorted set, member = session id). KEYS[1] = index;
+/// ARGV[1] = now, ARGV[2] = id, ARGV[3] = its score, ARGV[4] = cap,
+/// ARGV[5] = mode (check | reject | evict), ARGV[6] = scoring (deadline |
+/// expiry), ARGV[7] = how many members to report in check mode, ARGV[8] =
+/// the new session's deadline − now (ms), ARGV[9..] = findings: triples
+/// (member, score the caller saw, new score or '' if the session is gone).
+///
+/// 1. Applies the findings, each only to a member whose score is still the
+///    one seen (so nothing a concurrent create or re-create changed is
+///    touched): '' removes the member, a number re-scores it (`ZADD XX`).
+/// 2. `deadline` scoring only: drops members whose deadline has passed
+///    (an `expiry` score is a lower bound, not the expiry, so it is never
+///    used to drop anything).
+/// 3. Adds the id if the index is below the cap: {1}. At the cap: check →
+///    {0, size, member, score, …} with the members to check (the earliest
+///    deadlines, or the ones whose recorded expiry has passed); reject →
+///    {0, size}; evict → pops the members with the lowest scores to make
+///    room, adds the id and returns {1, popped…}.
+/// 4. After an add, extends the index's TTL to at least ARGV[8], so the
+///    index never expires while it holds a live session (`PTTL`, so it runs
+///    on Redis 6.2).
 static ADD_TO_INDEX: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local key = KEYS[1]
-local now = tonumber(ARGV[1])
 local cap = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+for i = 9, #ARGV, 3 do
+  local score = redis.call('ZSCORE', key, ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('ZREM', key, ARGV[i])
+    else
+      redis.call('ZADD', key, 'XX', ARGV[i + 2], ARGV[i])
+    end
+  end
+end
+if ARGV[6] == 'deadline' then
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+end
 redis.call('ZREM', key, ARGV[2])
 local n = redis.call('ZCARD', key)
 local out = {1}
 if n >= cap then
   if ARGV[5] == 'check' then
-    out = redis.call('ZRANGE', key, 0, tonumber(ARGV[6]) - 1)
+    local batch = tonumber(ARGV[7])
+    if ARGV[6] == 'deadline' then
+      out = redis.call('ZRANGE', key, 0, batch - 1, 'WITHSCORES')
+    else
+      out = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, batch)
+    end
+    table.insert(out, 1, n)
     table.insert(out, 1, 0)
     return out
   elseif ARGV[5] == 'reject' then
-    return {0}
+    return {0, n}
   end
   local popped = redis.call('ZPOPMIN', key, n - math.max(cap, 1) + 1)
   for i = 1, #popped, 2 do table.insert(out, popped[i]) end
 end
 redis.call('ZADD', key, ARGV[3], ARGV[2])
-local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, tonumber(top[2]) - now)))
+if redis.call('PTTL', key) < tonumber(ARGV[8]) then
+  redis.call('PEXPIRE', key, ARGV[8])
+end
 return out
+"#,
+    )
+});
+
+/// KEYS[1] = index; ARGV[1] = member, ARGV[2] = score. Removes the member
+/// if it has that score; returns 1 if removed, 0 otherwise.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
 "#,
     )
 });
