@@ -512,6 +512,25 @@ async fn run(o: Options) -> Result<bool, String> {
             for _ in 0..8 {
                 warm_up.handshake_session(&mut rng).await;
             }
+            // Also the eviction path (more sessions than the per-identity
+            // cap of 64), then delete what is left, so nothing stays behind.
+            let mut ids = Vec::new();
+            for _ in 0..70 {
+                let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+                    "protocolVersion":"2025-06-18","capabilities":{},
+                    "clientInfo":{"name":"soak","version":"1"}}});
+                if let Answer::Ok(Some(id), _) = warm_up
+                    .send(reqwest::Method::POST, None, "2025-06-18", Some(init))
+                    .await
+                {
+                    ids.push(id);
+                }
+            }
+            for id in &ids {
+                let _ = warm_up
+                    .send(reqwest::Method::DELETE, Some(id), "2025-06-18", None)
+                    .await;
+            }
             let _ = (
                 redis_used_memory(url),
                 redis_dbsize(url),
