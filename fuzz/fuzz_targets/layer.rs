@@ -192,9 +192,12 @@ async fn run(input: Input) {
     let config = Config::default()
         .max_sessions(GLOBAL)
         .max_sessions_per_identity(PER_IDENTITY, policy);
-    let manager =
-        SessionManager::with_clock(store.clone(), config, ManualClock::starting_now());
-    let mode = if input.adopt { IdMode::Adopt } else { IdMode::Mint };
+    let manager = SessionManager::with_clock(store.clone(), config, ManualClock::starting_now());
+    let mode = if input.adopt {
+        IdMode::Adopt
+    } else {
+        IdMode::Mint
+    };
     let layer = SessionLayer::new(manager)
         .id_mode(mode)
         .max_initialize_body(1024)
@@ -207,17 +210,21 @@ async fn run(input: Input) {
             async move {
                 if let Some(session) = request.extensions().get::<Session>() {
                     let caller = request.extensions().get::<Identity>().expect("caller");
-                    assert_eq!(session.identity_id(), caller.id(), "foreign session handed on");
+                    assert_eq!(
+                        session.identity_id(),
+                        caller.id(),
+                        "foreign session handed on"
+                    );
                 }
                 let has_id = request.headers().contains_key("mcp-session-id");
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(1),
-                    request.into_body().collect(),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(1), request.into_body().collect())
+                        .await;
                 let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                response.headers_mut().insert("x-inner", HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert("x-inner", HeaderValue::from_static("1"));
                 if let (false, Some(mint)) = (has_id, mint) {
                     if let Ok(v) = HeaderValue::from_bytes(&mint) {
                         response.headers_mut().insert("mcp-session-id", v);
@@ -246,7 +253,9 @@ async fn run(input: Input) {
                 .get(*name as usize)
                 .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
                 .unwrap_or_else(|| HeaderName::from_static("x-other"));
-            let Ok(value) = HeaderValue::from_bytes(value) else { continue };
+            let Ok(value) = HeaderValue::from_bytes(value) else {
+                continue;
+            };
             if name == "mcp-session-id" {
                 id_values.push(value.clone());
             }
@@ -283,7 +292,10 @@ async fn run(input: Input) {
         if let Some(c) = &caller {
             request.extensions_mut().insert(c.clone());
         }
-        *plan.lock().unwrap() = (req.inner_status, if input.adopt { req.inner_mint } else { None });
+        *plan.lock().unwrap() = (
+            req.inner_status,
+            if input.adopt { req.inner_mint } else { None },
+        );
         store.down.store(req.store_down, Ordering::SeqCst);
         let calls_before = store.calls.load(Ordering::SeqCst);
 
@@ -301,11 +313,13 @@ async fn run(input: Input) {
                 IdMode::Adopt => SessionId::parse_adopted_bytes(v.as_bytes()).is_err(),
             });
         if malformed || caller.is_none() {
-            assert_eq!(calls_before, calls_after, "store called for a refused request");
+            assert_eq!(
+                calls_before, calls_after,
+                "store called for a refused request"
+            );
             assert!(!from_inner);
             assert!(
-                parts.status == StatusCode::BAD_REQUEST
-                    || parts.status == StatusCode::UNAUTHORIZED,
+                parts.status == StatusCode::BAD_REQUEST || parts.status == StatusCode::UNAUTHORIZED,
                 "{}",
                 parts.status
             );
@@ -324,7 +338,9 @@ async fn run(input: Input) {
                 let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
                 assert_eq!(v["jsonrpc"], "2.0");
                 assert!(v["error"]["code"].is_i64());
-                assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+                assert!(v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()));
                 if status == 503 {
                     assert!(parts.headers.contains_key("retry-after"));
                 }

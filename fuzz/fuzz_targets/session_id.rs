@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(id.reveal().as_bytes(), data);
         let header = id.to_header_value();
         assert_eq!(header.as_bytes(), data);
-        assert_eq!(SessionId::parse_adopted_bytes(header.as_bytes()).as_ref(), Ok(id));
+        assert_eq!(
+            SessionId::parse_adopted_bytes(header.as_bytes()).as_ref(),
+            Ok(id)
+        );
         if data.len() >= 16 {
             let whole = id.reveal();
             assert!(!format!("{id}").contains(&whole));
@@ -42,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
 
     // The same bytes as a header value, as `http` (and so any server) accepts them.
     if let Ok(value) = http::HeaderValue::from_bytes(data) {
-        assert_eq!(SessionId::parse_bytes(value.as_bytes()).is_ok(), strict.is_ok());
+        assert_eq!(
+            SessionId::parse_bytes(value.as_bytes()).is_ok(),
+            strict.is_ok()
+        );
     }
     // And as text, where the bytes are UTF-8.
     if let Ok(text) = std::str::from_utf8(data) {
