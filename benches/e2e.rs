@@ -12,7 +12,10 @@
 //! - `legacy`: the same rmcp app without the layer, in rmcp's default legacy
 //!   session mode (`LocalSessionManager`, SSE replies): rmcp's own sessions;
 //! - `stateless`: the same rmcp app without the layer and without sessions
-//!   (stateless, JSON replies): what the layer's server is minus the layer.
+//!   (stateless, JSON replies): what the layer's server is minus the layer;
+//! - `layer_plain`: `stateless`'s app (same tool code) behind `SessionLayer`
+//!   over `MokaStore`: the layer's own cost, without the example's tool
+//!   (whose `whoami` also renders the 64-character session id).
 //!
 //! Loads (closed loop: each connection sends its next request when the
 //! previous reply has been read in full; HTTP/1.1 keep-alive):
@@ -98,6 +101,7 @@ fn orchestrate(filter: Option<&str>) {
         ("layer", "call"),
         ("legacy", "call"),
         ("stateless", "call"),
+        ("layer_plain", "call"),
         ("layer", "init"),
         ("legacy", "init"),
     ]
@@ -214,6 +218,16 @@ fn orchestrate(filter: Option<&str>) {
             (1.0 - layer / stateless) * 100.0
         );
     }
+    if let (Some(layer), Some(stateless)) = (
+        median("call/layer_plain", |o| o.rps),
+        median("call/stateless", |o| o.rps),
+    ) {
+        println!(
+            "layer alone (same tool code): layer_plain/stateless = {:.3} (cost {:+.1}%)",
+            layer / stateless,
+            (1.0 - layer / stateless) * 100.0
+        );
+    }
     if let (Some(layer), Some(legacy)) = (
         median("init/layer", |o| o.rps),
         median("init/legacy", |o| o.rps),
@@ -269,6 +283,15 @@ fn run_server(kind: &str) {
                     .await
                     .unwrap();
             }
+            "layer_plain" => {
+                let layer = mcp_session::SessionLayer::new(mcp_session::SessionManager::new(
+                    mcp_session::MokaStore::new(100_000),
+                    mcp_session::Config::default(),
+                ));
+                plain_server::serve_app(listener, plain_server::app_with_layer(layer))
+                    .await
+                    .unwrap()
+            }
             "legacy" => plain_server::serve(listener, plain_server::Sessions::Legacy)
                 .await
                 .unwrap(),
@@ -319,9 +342,12 @@ impl Conn {
             .header("accept", "application/json, text/event-stream")
             .header("authorization", self.token);
         if let Some(id) = session {
-            request = request
-                .header("mcp-session-id", id)
-                .header("mcp-protocol-version", PROTOCOL);
+            request = request.header("mcp-session-id", id);
+        }
+        if body != INITIALIZE {
+            // After initialize, every request names the negotiated revision
+            // (sessions or not: rmcp otherwise assumes 2025-03-26).
+            request = request.header("mcp-protocol-version", PROTOCOL);
         }
         let request = request.body(Full::new(Bytes::from_static(body.as_bytes())));
         let result = async {

@@ -162,11 +162,27 @@ pub fn app(sessions: Sessions) -> Router {
     Router::new().nest_service("/mcp", mcp)
 }
 
+/// `/mcp`: this module's stateless rmcp app (the same tool code as
+/// [`Sessions::None`]) behind `layer` behind the demo auth: isolates the
+/// layer's cost from the example server's tool code.
+pub fn app_with_layer(layer: mcp_session::SessionLayer) -> Router {
+    let mcp = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(demo_bearer_auth))
+        .layer(layer)
+        .service(rmcp_service(Sessions::None));
+    Router::new().nest_service("/mcp", mcp)
+}
+
 /// Serves [`app`] on `listener` (TCP_NODELAY on accepted sockets) forever.
 pub async fn serve(listener: TcpListener, sessions: Sessions) -> std::io::Result<()> {
+    serve_app(listener, app(sessions)).await
+}
+
+/// Serves `app` on `listener` (TCP_NODELAY on accepted sockets) forever.
+pub async fn serve_app(listener: TcpListener, app: Router) -> std::io::Result<()> {
     println!("listening on http://{}/mcp", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app(sessions)).await
+    axum::serve(listener, app).await
 }
