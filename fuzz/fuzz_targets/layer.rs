@@ -356,9 +356,14 @@ async fn run(input: Input) {
             }
         }
         assert!(store.inner.len() <= GLOBAL, "global cap exceeded");
+        // The same id can be handed out more than once (an adopt-mode inner
+        // server puts its id on other answers too): count each once.
+        let mut distinct = handed_out.clone();
+        distinct.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        distinct.dedup();
         for person in &people {
             let mut held = 0;
-            for v in &handed_out {
+            for v in &distinct {
                 if let Ok(id) = SessionId::parse_adopted_bytes(v.as_bytes()) {
                     if let Ok(Some(s)) = store.inner.get(&id, Timestamp::from_millis(0)).await {
                         held += usize::from(s.identity_id() == person.id());
