@@ -31,7 +31,7 @@
 //!
 //! `cargo bench --bench e2e`. Environment: `E2E_SECS` (measured seconds per
 //! run, default 5), `E2E_WARMUP` (default 1), `E2E_CONNS` (default 8),
-//! `E2E_ROUNDS` (default 2; cases alternate within a round).
+//! `E2E_ROUNDS` (default 3; cases alternate within a round).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -96,7 +96,7 @@ fn orchestrate(filter: Option<&str>) {
     let secs: f64 = env_or("E2E_SECS", 5.0);
     let warmup: f64 = env_or("E2E_WARMUP", 1.0);
     let conns: usize = env_or("E2E_CONNS", 8);
-    let rounds: usize = env_or("E2E_ROUNDS", 2);
+    let rounds: usize = env_or("E2E_ROUNDS", 3);
     let cases: Vec<(&str, &str)> = [
         ("layer", "call"),
         ("legacy", "call"),

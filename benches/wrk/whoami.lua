@@ -11,8 +11,8 @@ wrk.body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoa
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Authorization"] = "Bearer alice-token"
+wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
 local session = os.getenv("MCP_SESSION_ID")
 if session ~= nil and session ~= "" then
   wrk.headers["Mcp-Session-Id"] = session
-  wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
 end
