@@ -23,7 +23,13 @@ const IDENTITIES: usize = 1_000;
 
 fn identities() -> Vec<Identity> {
     (0..IDENTITIES)
-        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .map(|i| {
+            Identity::new(
+                format!("user-{i}"),
+                format!("User {i}"),
+                ["reader", "writer"],
+            )
+        })
         .collect()
 }
 

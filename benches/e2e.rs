@@ -135,7 +135,10 @@ fn orchestrate(filter: Option<&str>) {
                 .expect("run the load generator");
             let _ = child.kill();
             let _ = child.wait();
-            assert!(output.status.success(), "load {load} on {server_kind} failed");
+            assert!(
+                output.status.success(),
+                "load {load} on {server_kind} failed"
+            );
             let text = String::from_utf8_lossy(&output.stdout);
             let line = text
                 .lines()
@@ -235,7 +238,11 @@ fn orchestrate(filter: Option<&str>) {
         println!(
             "target: layer initialize rate >= 1.5x rmcp legacy: {:.2}x ({})",
             layer / legacy,
-            if layer / legacy >= 1.5 { "met" } else { "MISSED" }
+            if layer / legacy >= 1.5 {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
 }

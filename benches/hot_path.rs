@@ -71,7 +71,13 @@ fn label(n: usize) -> String {
 
 fn identities() -> Vec<Identity> {
     (0..IDENTITIES)
-        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .map(|i| {
+            Identity::new(
+                format!("user-{i}"),
+                format!("User {i}"),
+                ["reader", "writer"],
+            )
+        })
         .collect()
 }
 
@@ -242,11 +248,7 @@ fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
             group.bench_function(BenchmarkId::new("bare", &size), |b| {
                 b.to_async(rt).iter(|| {
                     let k = keys.next();
-                    let req = request(
-                        &MCP_SESSION_ID,
-                        &fx.ours[k],
-                        &fx.identities[k % IDENTITIES],
-                    );
+                    let req = request(&MCP_SESSION_ID, &fx.ours[k], &fx.identities[k % IDENTITIES]);
                     let fut = bare.call(req);
                     async move { fut.await.unwrap() }
                 })
@@ -264,11 +266,7 @@ fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
             group.bench_function(BenchmarkId::new("layer", &size), |b| {
                 b.to_async(rt).iter(|| {
                     let k = keys.next();
-                    let req = request(
-                        &MCP_SESSION_ID,
-                        &fx.ours[k],
-                        &fx.identities[k % IDENTITIES],
-                    );
+                    let req = request(&MCP_SESSION_ID, &fx.ours[k], &fx.identities[k % IDENTITIES]);
                     let fut = svc.call(req);
                     async move {
                         let response = fut.await.unwrap();

@@ -130,16 +130,21 @@ fn main() {
     if let Some(ours) = per("mcp_session_moka", 1_000_000) {
         println!(
             "target: MokaStore <= {TARGET_BYTES_AT_1M} B/session at 1M: {ours:.0} B ({})",
-            if ours <= TARGET_BYTES_AT_1M { "met" } else { "MISSED" }
+            if ours <= TARGET_BYTES_AT_1M {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
         if let Some(theirs) = per("tower_sessions_moka", 1_000_000) {
-            println!("tower-sessions moka / MokaStore at 1M: {:.1}x", theirs / ours);
+            println!(
+                "tower-sessions moka / MokaStore at 1M: {:.1}x",
+                theirs / ours
+            );
         }
     }
-    if let (Some(ours), Some(rmcp)) = (
-        per("mcp_session_moka", 100_000),
-        per("rmcp_local", 100_000),
-    ) {
+    if let (Some(ours), Some(rmcp)) = (per("mcp_session_moka", 100_000), per("rmcp_local", 100_000))
+    {
         println!(
             "target: >= 50x less than rmcp LocalSessionManager at 100k: {:.0}x ({})",
             rmcp / ours,
@@ -160,7 +165,13 @@ fn rss_bytes() -> f64 {
 
 fn identities() -> Vec<Identity> {
     (0..IDENTITIES)
-        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .map(|i| {
+            Identity::new(
+                format!("user-{i}"),
+                format!("User {i}"),
+                ["reader", "writer"],
+            )
+        })
         .collect()
 }
 
@@ -260,7 +271,8 @@ async fn rmcp_case(n: usize) -> (f64, f64, f64) {
     let initialize = Bytes::from_static(
         br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#,
     );
-    let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let initialized =
+        Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     let post = |body: Bytes, session: Option<&http::HeaderValue>| {
         let mut request = http::Request::post("/mcp")
             .header("host", "127.0.0.1")

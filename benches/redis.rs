@@ -70,7 +70,9 @@ fn per_request(lines: &[String], requests: usize) -> String {
         if !from_script {
             client += 1;
         }
-        let entry = by_name.entry(name.to_ascii_uppercase()).or_insert((0, from_script));
+        let entry = by_name
+            .entry(name.to_ascii_uppercase())
+            .or_insert((0, from_script));
         entry.0 += 1;
     }
     let n = requests as f64;
@@ -100,7 +102,13 @@ fn redis(c: &mut Criterion) {
         .build()
         .unwrap();
     let identities: Vec<Identity> = (0..IDENTITIES)
-        .map(|i| Identity::new(format!("user-{i}"), format!("User {i}"), ["reader", "writer"]))
+        .map(|i| {
+            Identity::new(
+                format!("user-{i}"),
+                format!("User {i}"),
+                ["reader", "writer"],
+            )
+        })
         .collect();
 
     // Ours.

@@ -10,8 +10,8 @@
 //! - [`Sessions::None`]: rmcp stateless with JSON replies and no session at
 //!   all (the configuration the example uses behind the layer in mint mode,
 //!   minus the layer): the floor for the layer's end-to-end cost.
-
-#![allow(dead_code)]
+//!
+//! Include it with `#[allow(dead_code)] #[path = "support/plain_server.rs"] mod plain_server;`.
 
 use std::sync::Arc;
 
@@ -150,7 +150,11 @@ async fn demo_bearer_auth(mut request: Request, next: Next) -> Response {
             request.extensions_mut().insert(identity);
             next.run(request).await
         }
-        None => (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")]).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response(),
     }
 }
 
