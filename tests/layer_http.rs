@@ -557,7 +557,11 @@ async fn adopt_mode_binds_the_inner_servers_id() {
     let (status, _, _) = server
         .send(reqwest::Method::DELETE, Some("alice"), Some(&id), &[], "")
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "the inner 2xx is reported as 204");
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "the inner 2xx is reported as 204"
+    );
     assert_eq!(
         server.post("alice", Some(&id), TOOLS_LIST).await.0,
         StatusCode::NOT_FOUND
