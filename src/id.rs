@@ -40,10 +40,10 @@ const REDACTED_PREFIX: usize = 8;
 /// assert_eq!(SessionId::parse(&text).unwrap(), id);
 /// assert!(!format!("{id:?}").contains(&text));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionId(Repr);
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 enum Repr {
     Minted([u8; SESSION_ID_BYTES]),
     /// Never holds a string that would parse as `Minted`, so equal ids always
@@ -76,17 +76,18 @@ impl SessionId {
         if text.len() != SESSION_ID_HEX_LEN {
             return Err(InvalidSessionId::Length(text.len()));
         }
-        // Branch-free over the 64 characters (this runs on every request):
-        // a table lookup per character, one validity check at the end.
+        // This runs on every request: eight characters at a time in a
+        // 64-bit word, branch-free, one validity check at the end.
         let mut bytes = [0u8; SESSION_ID_BYTES];
-        let mut invalid = 0u8;
-        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-            let hi = LOWER_HEX_VALUE[usize::from(pair[0])];
-            let lo = LOWER_HEX_VALUE[usize::from(pair[1])];
-            invalid |= hi | lo;
-            *byte = (hi << 4) | lo;
+        let mut invalid = 0u64;
+        for (out, chunk) in bytes.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let (decoded, bad) = decode_hex_word(u64::from_le_bytes(word));
+            out.copy_from_slice(&decoded.to_le_bytes());
+            invalid |= bad;
         }
-        if invalid & NOT_HEX != 0 {
+        if invalid != 0 {
             return Err(InvalidSessionId::Character);
         }
         Ok(SessionId(Repr::Minted(bytes)))
@@ -171,25 +172,58 @@ impl SessionId {
     }
 }
 
-/// Marks a byte that is not a lowercase hex digit in [`LOWER_HEX_VALUE`]
-/// (digit values use only the low four bits).
-const NOT_HEX: u8 = 0x80;
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// The value of each byte as a lowercase hex digit, or [`NOT_HEX`].
-const LOWER_HEX_VALUE: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
+/// Decodes eight lowercase hex characters (a little-endian word) into four
+/// bytes (a little-endian `u32`). The second value is non-zero if any
+/// character is not a lowercase hex digit.
+///
+/// Each byte is range-checked by adding `0x80 - bound` and reading its top
+/// bit; with every byte below `0x80` (checked too) no addition carries into
+/// the next byte, and a word with a byte above that is refused whatever the
+/// carries did.
+fn decode_hex_word(x: u64) -> (u32, u64) {
+    let at_least = |bound: u64| x.wrapping_add(ONES * (0x80 - bound)) & HIGH_BITS;
+    let digit = at_least(0x30) & !at_least(0x3a);
+    let letter = at_least(0x61) & !at_least(0x67);
+    let invalid = (x & HIGH_BITS) | ((digit | letter) ^ HIGH_BITS);
+    // '0'..'9' are 0x30..0x39 and 'a'..'f' 0x61..0x66: the low nibble, plus
+    // 9 for letters.
+    let nibbles = (x & (ONES * 0x0f)) + (letter >> 7) * 9;
+    // Pairs of nibbles (first character high) into the low byte of each
+    // 16-bit lane, then the four lane bytes side by side.
+    const LANE_LOW: u64 = 0x00ff_00ff_00ff_00ff;
+    let pairs = ((nibbles & LANE_LOW) << 4) | ((nibbles >> 8) & LANE_LOW);
+    let halves = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    ((halves | (halves >> 16)) as u32, invalid)
+}
+
+impl std::hash::Hash for SessionId {
+    /// Hashes a minted id as one word folded from its 32 bytes: they are
+    /// CSPRNG output, so one word spreads them as well as all 32 would, and
+    /// a store's keyed hasher then runs over 8 bytes instead of 40 (this is
+    /// on every request). The fold takes every byte, so ids that an inner
+    /// server minted with a pattern (adopt mode) still spread.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match &self.0 {
+            Repr::Minted(bytes) => {
+                let word = |i: usize| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+                    u64::from_ne_bytes(w)
+                };
+                state.write_u64(
+                    word(0)
+                        ^ word(1).rotate_left(17)
+                        ^ word(2).rotate_left(31)
+                        ^ word(3).rotate_left(47),
+                );
+            }
+            Repr::Adopted(text) => text.hash(state),
+        }
     }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
+}
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,6 +253,52 @@ mod tests {
             assert!(text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
             assert_eq!(id.to_header_value().as_bytes(), text.as_bytes());
             assert!(seen.insert(text));
+        }
+    }
+
+    #[test]
+    fn every_byte_at_every_position_is_judged_like_the_hex_crate() {
+        let valid = SessionId::generate().reveal().into_bytes();
+        for position in 0..valid.len() {
+            for byte in 0..=255u8 {
+                let mut text = valid.clone();
+                text[position] = byte;
+                let lowercase = matches!(byte, b'0'..=b'9' | b'a'..=b'f');
+                match SessionId::parse_bytes(&text) {
+                    Ok(id) => {
+                        assert!(lowercase, "byte {byte:#04x} at {position} accepted");
+                        let mut expected = [0u8; SESSION_ID_BYTES];
+                        hex::decode_to_slice(&text, &mut expected).unwrap();
+                        assert_eq!(id.minted_bytes(), Some(&expected));
+                    }
+                    Err(error) => {
+                        assert!(!lowercase, "byte {byte:#04x} at {position} refused");
+                        assert_eq!(error, InvalidSessionId::Character);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hashing_agrees_with_equality() {
+        use std::hash::BuildHasher;
+        let state = std::collections::hash_map::RandomState::new();
+        let id = SessionId::generate();
+        let again = SessionId::parse(&id.reveal()).unwrap();
+        assert_eq!(state.hash_one(&id), state.hash_one(&again));
+        let adopted = SessionId::parse_adopted("6f1c0b6e-0a52").unwrap();
+        let adopted_again = SessionId::parse_adopted("6f1c0b6e-0a52").unwrap();
+        assert_eq!(state.hash_one(&adopted), state.hash_one(&adopted_again));
+        // Ids differing in any one byte land on different hashes (the fold
+        // takes every byte).
+        let bytes = *id.minted_bytes().unwrap();
+        let text = |b: &[u8; SESSION_ID_BYTES]| hex::encode(b);
+        for i in 0..SESSION_ID_BYTES {
+            let mut other = bytes;
+            other[i] ^= 1;
+            let other = SessionId::parse(&text(&other)).unwrap();
+            assert_ne!(state.hash_one(&id), state.hash_one(&other), "byte {i}");
         }
     }
 
