@@ -393,6 +393,52 @@ async fn per_identity_cap_rejects<S: SessionStore>(store: S) {
     );
 }
 
+/// At the per-identity cap, a session kept alive by a touch or by an update
+/// still counts; once they all expire, the slots are free again.
+async fn per_identity_cap_counts_sessions_kept_alive<S: SessionStore>(store: S) {
+    let clock = ManualClock::starting_now();
+    let limits = limits(2, IdentityLimitPolicy::Reject, 1_000);
+    let touched = new_session(&alice(), &clock);
+    store.create(&touched, &limits).await.unwrap();
+    let updated = new_session(&alice(), &clock);
+    store.create(&updated, &limits).await.unwrap();
+
+    // Just before both would idle out, one is touched, the other updated.
+    clock.advance(IDLE - ms(1));
+    assert!(store
+        .touch(touched.id(), "alice", clock.now())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .update(&updated.touched(clock.now()), clock.now())
+        .await
+        .unwrap());
+
+    // Past their first idle expiry both are live: no room for a third.
+    clock.advance(ms(2));
+    let third = new_session(&alice(), &clock);
+    let err = store.create(&third, &limits).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AtCapacity(CapacityScope::Identity)),
+        "{err:?}"
+    );
+    for id in [touched.id(), updated.id()] {
+        assert!(store.get(id, clock.now()).await.unwrap().is_some());
+    }
+
+    // Once both have expired, two new sessions fit.
+    clock.advance(IDLE);
+    store
+        .create(&new_session(&alice(), &clock), &limits)
+        .await
+        .unwrap();
+    store
+        .create(&new_session(&alice(), &clock), &limits)
+        .await
+        .unwrap();
+}
+
 async fn global_cap_refuses<S: SessionStore>(store: S) {
     let clock = ManualClock::starting_now();
     let limits = limits(10, IdentityLimitPolicy::EvictOldest, 2);
@@ -628,6 +674,7 @@ conformance!(
     delete_then_nothing_finds_it,
     per_identity_cap_evicts_the_oldest,
     per_identity_cap_rejects,
+    per_identity_cap_counts_sessions_kept_alive,
     global_cap_refuses,
     concurrent_creates_never_exceed_the_identity_cap,
     no_touch_returns_a_session_after_its_delete,

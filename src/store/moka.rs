@@ -23,8 +23,9 @@ pub const DEFAULT_CAPACITY: u64 = 1_000_000;
 /// - **Bounded**: never holds more than its capacity; a create beyond it (or
 ///   beyond [`Limits::max_sessions`], whichever is lower) fails with
 ///   [`StoreError::AtCapacity`] rather than silently evicting a live session.
-/// - **Per-entry expiry**: each entry leaves memory when its own session
-///   expires (idle timeout or deadline); reads never return an expired one.
+/// - **Per-entry expiry**: each entry leaves memory soon after its own
+///   session expires (idle timeout or deadline; at most an eighth of the
+///   idle timeout later); reads never return an expired one.
 /// - **Compact**: an entry is the 32-byte id plus a small record; identities
 ///   (name and roles) are interned, so a million sessions of a thousand users
 ///   hold a thousand copies of the names and role lists, not a million.
@@ -76,8 +77,11 @@ struct Inner {
 
 struct IdentitySessions {
     identity: Identity,
-    /// (created at, id), oldest first.
-    sessions: Vec<(Timestamp, SessionId)>,
+    /// The identity's sessions, oldest first, each with the record the
+    /// cache holds for it (the same allocation: touches update both). Lets a
+    /// create at the per-identity cap tell live sessions from expired ones
+    /// without a cache read per session.
+    sessions: Vec<(SessionId, Arc<Record>)>,
 }
 
 /// What the cache stores per session; the id is the key.
@@ -114,6 +118,12 @@ impl Record {
         let last = Timestamp::from_millis(self.last_access_ms.load(Ordering::Acquire));
         Duration::from_millis(self.idle_ms).min(self.deadline.saturating_since(last))
     }
+
+    /// How much longer than needed a read may schedule the entry to stay:
+    /// an eighth of the idle timeout.
+    fn slack(&self) -> Duration {
+        Duration::from_millis(self.idle_ms / 8)
+    }
 }
 
 struct RecordExpiry;
@@ -128,11 +138,20 @@ impl Expiry<SessionId, Arc<Record>> for RecordExpiry {
         _: &SessionId,
         v: &Arc<Record>,
         _: Instant,
-        _: Option<Duration>,
+        current: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
-        // A read is (almost always) a touch: restart the idle period.
-        Some(v.keep_for())
+        // A read is (almost always) a touch: the idle period restarts. Moving
+        // moka's timer costs more than the lookup itself, so it is pushed
+        // out with some slack and then left alone while it still covers the
+        // session: a session read many times a second moves it once per
+        // `slack`. The logical expiry check on every read stays exact; the
+        // slack only delays when memory is freed.
+        let wanted = v.keep_for();
+        match current {
+            Some(current) if current >= wanted => Some(current),
+            _ => Some(wanted.saturating_add(v.slack())),
+        }
     }
 
     fn expire_after_update(
@@ -225,7 +244,7 @@ impl MokaStore {
         let removed = std::mem::take(&mut *lock(&self.inner.removed));
         for (identity, id) in removed {
             if let Some(entry) = index.get_mut(identity.id()) {
-                entry.sessions.retain(|(_, held)| *held != id);
+                entry.sessions.retain(|(held, _)| *held != id);
                 if entry.sessions.is_empty() {
                     index.remove(identity.id());
                 }
@@ -258,6 +277,20 @@ impl MokaStore {
         matches!(result, CompResult::Removed(_))
     }
 
+    /// Points the identity index at a session's new record (after an
+    /// update), so the index keeps sharing the cache's record. Taken after
+    /// the cache's per-key lock is released: `create` takes the two in the
+    /// other order.
+    fn reindex(&self, id: &SessionId, record: &Arc<Record>) {
+        let mut index = lock(&self.inner.index);
+        self.apply_removals(&mut index);
+        if let Some(entry) = index.get_mut(record.identity.id()) {
+            if let Some((_, held)) = entry.sessions.iter_mut().find(|(held, _)| held == id) {
+                *held = record.clone();
+            }
+        }
+    }
+
     fn create_now(&self, session: &Session, limits: &Limits) -> Result<CreateOutcome, StoreError> {
         let inner = &*self.inner;
         let mut index = lock(&inner.index);
@@ -272,15 +305,24 @@ impl MokaStore {
         if let Some(entry) = index.get_mut(identity_id) {
             let max = limits.max_sessions_per_identity as usize;
             // At the cap, drop entries whose sessions expired but were not
-            // swept yet. Only then: it costs a cache read per session of the
-            // identity, and below the cap it changes nothing (sessions gone
-            // from the cache leave the list through `apply_removals`).
+            // swept yet (below the cap that changes nothing: sessions gone
+            // from the cache leave the list through `apply_removals`). The
+            // index shares each record with the cache, so it is asked only
+            // about a session its record calls expired: after an `update`
+            // the cache holds a newer record.
             if entry.sessions.len() >= max {
-                entry.sessions.retain(|(_, id)| {
-                    inner
-                        .cache
-                        .get(id)
-                        .is_some_and(|r| session.created_at() < r.expires_at())
+                let now = session.created_at();
+                entry.sessions.retain_mut(|(id, record)| {
+                    if now < record.expires_at() {
+                        return true;
+                    }
+                    match inner.cache.get(id) {
+                        Some(current) if now < current.expires_at() => {
+                            *record = current;
+                            true
+                        }
+                        _ => false,
+                    }
                 });
             }
             if entry.sessions.len() >= max {
@@ -291,7 +333,7 @@ impl MokaStore {
                     IdentityLimitPolicy::EvictOldest => {
                         let excess = entry.sessions.len() + 1 - max.max(1);
                         let evicted: Vec<_> =
-                            entry.sessions.drain(..excess).map(|(_, id)| id).collect();
+                            entry.sessions.drain(..excess).map(|(id, _)| id).collect();
                         for id in evicted {
                             self.remove(&id);
                             outcome.evicted.push(id);
@@ -332,7 +374,7 @@ impl MokaStore {
         let inserted = inner
             .cache
             .entry(session.id().clone())
-            .or_insert_with(|| record)
+            .or_insert_with(|| record.clone())
             .is_fresh();
         if !inserted {
             return Err(StoreError::AlreadyExists);
@@ -341,9 +383,7 @@ impl MokaStore {
         inner
             .earliest_expiry
             .fetch_min(session.expires_at().as_millis(), Ordering::AcqRel);
-        entry
-            .sessions
-            .push((session.created_at(), session.id().clone()));
+        entry.sessions.push((session.id().clone(), record));
         Ok(outcome)
     }
 }
@@ -421,9 +461,12 @@ impl SessionStore for MokaStore {
             if record.identity.id() != owner {
                 return None;
             }
-            record
-                .last_access_ms
-                .fetch_max(now.as_millis(), Ordering::AcqRel);
+            // Most touches of a busy session fall in the same millisecond:
+            // skip the read-modify-write then.
+            let now = now.as_millis();
+            if record.last_access_ms.load(Ordering::Acquire) < now {
+                record.last_access_ms.fetch_max(now, Ordering::AcqRel);
+            }
             Some(record.to_session(id))
         });
         ready(Ok(session))
@@ -435,7 +478,7 @@ impl SessionStore for MokaStore {
         now: Timestamp,
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
         use moka::ops::compute::Op;
-        let mut updated = false;
+        let mut updated = None;
         let mut expires = u64::MAX;
         let _ = self
             .inner
@@ -443,10 +486,9 @@ impl SessionStore for MokaStore {
             .entry(session.id().clone())
             .and_compute_with(|existing| match existing {
                 Some(entry) if now < entry.value().expires_at() => {
-                    updated = true;
                     let old = entry.value();
                     expires = session.expires_at().as_millis();
-                    Op::Put(Arc::new(Record {
+                    let record = Arc::new(Record {
                         // Keep the interned identity if nothing changed.
                         identity: if old.identity.same_as(session.identity()) {
                             old.identity.clone()
@@ -457,14 +499,19 @@ impl SessionStore for MokaStore {
                         deadline: session.deadline(),
                         idle_ms: duration_millis(session.idle_timeout()),
                         last_access_ms: AtomicU64::new(session.last_access().as_millis()),
-                    }))
+                    });
+                    updated = Some(record.clone());
+                    Op::Put(record)
                 }
                 _ => Op::Nop,
             });
         self.inner
             .earliest_expiry
             .fetch_min(expires, Ordering::AcqRel);
-        ready(Ok(updated))
+        if let Some(record) = &updated {
+            self.reindex(session.id(), record);
+        }
+        ready(Ok(updated.is_some()))
     }
 
     fn delete(
