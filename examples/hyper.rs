@@ -161,10 +161,11 @@ async fn handle_jsonrpc(
         return Ok(accepted()); // a notification
     };
 
-    // What the layer put in the extensions: always the caller and the roles
-    // to authorize with; the session unless the request is sessionless.
+    // What the layer put in the extensions: always the caller; the session
+    // (with the roles cached in it) unless the request is sessionless.
+    // `Roles::of` reads the roles to authorize with in both cases.
     let extensions = &parts.extensions;
-    let (Some(identity), Some(roles)) = (extensions.get::<Identity>(), extensions.get::<Roles>())
+    let (Some(identity), Some(roles)) = (extensions.get::<Identity>(), Roles::of(extensions))
     else {
         let reply = error(
             id,

@@ -52,8 +52,8 @@ impl fmt::Display for Role {
 
 /// The roles of a caller, as cached in its session. Cloning shares the list.
 ///
-/// The layer inserts a `Roles` into every request's extensions it lets
-/// through, so RBAC code reads it without touching a store.
+/// RBAC code reads them from the request without touching a store:
+/// [`Roles::of`] finds them in what the layer left in the extensions.
 ///
 /// ```
 /// use mcp_session::Roles;
@@ -66,6 +66,31 @@ impl fmt::Display for Role {
 pub struct Roles(Arc<[Role]>);
 
 impl Roles {
+    /// The roles to authorize a request with, from what the
+    /// [`SessionLayer`](crate::SessionLayer) left in its extensions: those
+    /// cached in its [`Session`](crate::Session), or on a request let
+    /// through without one ([`Sessionless`](crate::layer::Sessionless)) the
+    /// caller's own. `None` if the request did not pass through the layer
+    /// (an auth layer alone leaves only the [`Identity`]).
+    ///
+    /// ```
+    /// use mcp_session::layer::Sessionless;
+    /// use mcp_session::{Identity, Roles};
+    ///
+    /// let mut extensions = http::Extensions::new();
+    /// extensions.insert(Identity::new("alice", "Alice", ["admin"]));
+    /// assert!(Roles::of(&extensions).is_none()); // the layer never saw it
+    /// extensions.insert(Sessionless);
+    /// assert!(Roles::of(&extensions).unwrap().contains("admin"));
+    /// ```
+    pub fn of(extensions: &http::Extensions) -> Option<&Roles> {
+        if let Some(session) = extensions.get::<crate::Session>() {
+            return Some(session.roles());
+        }
+        extensions.get::<crate::layer::Sessionless>()?;
+        Some(extensions.get::<Identity>()?.roles())
+    }
+
     /// Roles from any list of names or [`Role`]s.
     pub fn new<R: Into<Role>>(roles: impl IntoIterator<Item = R>) -> Self {
         Roles(roles.into_iter().map(Into::into).collect())

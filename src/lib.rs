@@ -4,10 +4,12 @@
 //! [`SessionLayer`] wraps an MCP Streamable HTTP service (an rmcp
 //! `StreamableHttpService`, an axum router, a hand-written hyper service).
 //! It binds each session to the authenticated caller, slides its idle expiry
-//! (never past an absolute lifetime cap), and puts the [`Session`], the
-//! caller's [`Identity`] and its [`Roles`] into the request extensions, so
-//! handlers and RBAC code read them without touching a store. Sessionless
-//! (2026-07-28) traffic passes through with the caller's identity and roles.
+//! (never past an absolute lifetime cap), and puts the [`Session`] (with the
+//! caller's [`Roles`] cached in it) and the caller's [`Identity`] into the
+//! request extensions, so handlers and RBAC code read them without touching
+//! a store. Sessionless (2026-07-28) traffic passes through with the
+//! caller's identity; [`Roles::of`] reads the roles to authorize with in
+//! both eras.
 //!
 //! - Domain: [`SessionId`], [`Identity`], [`Session`], [`Config`],
 //!   [`SessionManager`].
@@ -21,11 +23,14 @@
 //!
 //! ```
 //! use axum::{routing::post, Extension, Router};
+//! use http::Extensions;
 //! use mcp_session::{Config, Identity, Roles, SessionLayer, SessionManager, MokaStore};
 //! use std::time::Duration;
 //!
-//! async fn mcp(Extension(caller): Extension<Identity>, Extension(roles): Extension<Roles>) -> String {
-//!     format!("{} may administer: {}", caller.name(), roles.contains("admin"))
+//! async fn mcp(Extension(caller): Extension<Identity>, extensions: Extensions) -> String {
+//!     // The session's cached roles, or the caller's on a sessionless request.
+//!     let admin = Roles::of(&extensions).is_some_and(|roles| roles.contains("admin"));
+//!     format!("{} may administer: {admin}", caller.name())
 //! }
 //!
 //! let manager = SessionManager::new(

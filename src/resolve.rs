@@ -1,6 +1,8 @@
 //! Where the caller's [`Identity`] comes from: the [`ResolveIdentity`]
 //! extension point and its default, [`IdentityFromExtensions`].
 
+use std::borrow::Cow;
+
 use http::Request;
 
 use crate::Identity;
@@ -11,7 +13,13 @@ use crate::Identity;
 /// (it runs first) validates the credentials; this trait only reads the
 /// result. Return `None` for an unauthenticated request.
 ///
+/// Return [`Cow::Borrowed`] for an identity that is already in the request's
+/// extensions (the layer then leaves it there, untouched and uncloned), and
+/// [`Cow::Owned`] for one found elsewhere (the layer inserts it, so handlers
+/// read the caller as `Extension<Identity>` either way).
+///
 /// ```
+/// use std::borrow::Cow;
 /// use http::Request;
 /// use mcp_session::{Identity, ResolveIdentity};
 ///
@@ -20,9 +28,9 @@ use crate::Identity;
 /// struct FromGatewayHeader;
 ///
 /// impl ResolveIdentity for FromGatewayHeader {
-///     fn resolve<B>(&self, request: &Request<B>) -> Option<Identity> {
+///     fn resolve<'r, B>(&self, request: &'r Request<B>) -> Option<Cow<'r, Identity>> {
 ///         let user = request.headers().get("x-user")?.to_str().ok()?;
-///         Some(Identity::new(user, user, ["reader"]))
+///         Some(Cow::Owned(Identity::new(user, user, ["reader"])))
 ///     }
 /// }
 ///
@@ -31,7 +39,7 @@ use crate::Identity;
 /// ```
 pub trait ResolveIdentity: Clone + Send + Sync + 'static {
     /// The caller of `request`, or `None` if it is not authenticated.
-    fn resolve<B>(&self, request: &Request<B>) -> Option<Identity>;
+    fn resolve<'r, B>(&self, request: &'r Request<B>) -> Option<Cow<'r, Identity>>;
 }
 
 /// The default: the [`Identity`] that an upstream auth layer inserted into
@@ -50,7 +58,7 @@ pub trait ResolveIdentity: Clone + Send + Sync + 'static {
 pub struct IdentityFromExtensions;
 
 impl ResolveIdentity for IdentityFromExtensions {
-    fn resolve<B>(&self, request: &Request<B>) -> Option<Identity> {
-        request.extensions().get::<Identity>().cloned()
+    fn resolve<'r, B>(&self, request: &'r Request<B>) -> Option<Cow<'r, Identity>> {
+        request.extensions().get::<Identity>().map(Cow::Borrowed)
     }
 }

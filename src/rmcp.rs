@@ -4,8 +4,9 @@
 //! rmcp's `StreamableHttpService` moves each HTTP request's
 //! [`http::request::Parts`] (with its extensions) into the context of the
 //! tool call it carries. [`SessionLayer`](crate::SessionLayer) put the
-//! caller's [`Identity`], its [`Roles`] and, in the handshake era, the
-//! [`Session`] into those extensions; [`Caller`] hands them to the tool.
+//! caller's [`Identity`] and, in the handshake era, the [`Session`] (with
+//! its cached [`Roles`]) into those extensions; [`Caller`] hands them to the
+//! tool.
 //!
 //! ```
 //! use mcp_session::rmcp::{Caller, MissingRole};
@@ -80,16 +81,17 @@ pub struct Caller {
 
 impl Caller {
     /// The caller recorded in HTTP request extensions by the session layer,
-    /// or `None` if the layer did not let this request through (no
-    /// [`Roles`] or no [`Identity`] in them).
+    /// or `None` if the layer did not let this request through (neither a
+    /// [`Session`] nor the [`Sessionless`](crate::layer::Sessionless) mark
+    /// in them, or no [`Identity`]).
     ///
     /// For handlers that are not rmcp tools (an axum handler, a hyper
     /// service) this reads the same data the extractor reads.
     pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
+        // An auth layer alone inserts only the `Identity`: the session or
+        // the mark says the session layer checked the request.
+        let roles = Roles::of(extensions)?.clone();
         let session = extensions.get::<Session>().cloned();
-        // The layer inserts `Roles` on every request it lets through (an
-        // auth layer alone inserts only the `Identity`).
-        let roles = extensions.get::<Roles>()?.clone();
         let identity = match extensions.get::<Identity>() {
             Some(identity) => identity.clone(),
             None => session.as_ref()?.identity().clone(),
@@ -225,12 +227,12 @@ mod tests {
     }
 
     #[test]
-    fn needs_the_layers_roles() {
+    fn needs_the_layers_mark() {
         let mut ext = http::Extensions::new();
         assert!(Caller::from_extensions(&ext).is_none());
         ext.insert(alice()); // what an auth layer alone leaves
         assert!(Caller::from_extensions(&ext).is_none());
-        ext.insert(alice().roles().clone());
+        ext.insert(crate::layer::Sessionless);
         let caller = Caller::from_extensions(&ext).unwrap();
         assert_eq!(caller.identity().id(), "alice");
         assert!(caller.has_role("admin"));
@@ -248,7 +250,8 @@ mod tests {
             Duration::from_secs(600),
         );
         let mut ext = http::Extensions::new();
-        ext.insert(session.roles().clone());
+        // The caller now holds more roles than the session cached.
+        ext.insert(Identity::new("alice", "Alice", ["reader", "admin"]));
         ext.insert(session.clone());
         let caller = Caller::from_extensions(&ext).unwrap();
         assert_eq!(caller.session_id(), Some(session.id()));

@@ -49,9 +49,10 @@ async fn auth(mut request: Request, next: Next) -> Response {
 /// What the inner handler saw in the extensions.
 async fn echo(
     session: Option<Extension<Session>>,
-    roles: Option<Extension<Roles>>,
     identity: Option<Extension<Identity>>,
+    extensions: http::Extensions,
 ) -> Json<Value> {
+    let roles = Roles::of(&extensions);
     Json(json!({
         "session_id": session.as_ref().map(|s| s.id().reveal()),
         "session_owner": session.as_ref().map(|s| s.identity_id().to_string()),
@@ -608,7 +609,7 @@ async fn plain_hyper_service_with_service_builder() {
         .service_fn(
             |req: http::Request<mcp_session::layer::RequestBody<Incoming>>| async move {
                 let session = req.extensions().get::<Session>().map(|s| s.id().reveal());
-                let roles = req.extensions().get::<Roles>().map(|r| r.len());
+                let roles = Roles::of(req.extensions()).map(|r| r.len());
                 let body = req
                     .into_body()
                     .collect()

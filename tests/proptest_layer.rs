@@ -361,7 +361,7 @@ async fn inner_handler(
     let mut saw = Seen {
         session: request.extensions().get::<Session>().cloned(),
         identity: request.extensions().get::<Identity>().cloned(),
-        roles: request.extensions().get::<Roles>().cloned(),
+        roles: Roles::of(request.extensions()).cloned(),
         ..Seen::default()
     };
     let has_id_header = request.headers().contains_key("mcp-session-id");

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::rejection::Rejection;
 use crate::log::log_warn;
-use crate::SessionStore;
+use crate::{Session, SessionStore, StoreError};
 
 pub(crate) type BoxedResponse<ResB, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<ResB>>, E>> + Send>>;
@@ -37,9 +37,8 @@ pin_project! {
         T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
         S: SessionStore,
     {
-        // Looking up and sliding the session (the hot path).
+        // Waiting for a store that did not answer at once.
         Touching {
-            #[pin]
             touch: S::TouchFuture,
             pending: Option<(T, Request<ReqB>)>,
             retry_after: Duration,
@@ -64,17 +63,29 @@ where
         })
     }
 
+    /// The hot path: the session lookup, then the inner call.
+    #[inline]
     pub(crate) fn touching(
-        touch: S::TouchFuture,
+        mut touch: S::TouchFuture,
         inner: T,
         request: Request<ReqB>,
         retry_after: Duration,
     ) -> Self {
-        Self::from_state(State::Touching {
-            touch,
-            pending: Some((inner, request)),
-            retry_after,
-        })
+        // An in-memory store has answered already: call the inner service
+        // now rather than park the request in this future and move it out
+        // again on the first poll. A store that has not answered keeps the
+        // no-op waker only until that first poll, which registers the real
+        // one (every future must wake the waker of its latest poll).
+        let mut cx = Context::from_waker(Waker::noop());
+        let state = match Pin::new(&mut touch).poll(&mut cx) {
+            Poll::Ready(result) => after_touch(result, inner, request, retry_after),
+            Poll::Pending => State::Touching {
+                touch,
+                pending: Some((inner, request)),
+                retry_after,
+            },
+        };
+        Self::from_state(state)
     }
 
     pub(crate) fn calling(mut inner: T, request: Request<ReqB>) -> Self {
@@ -88,6 +99,7 @@ where
         Self::from_state(State::Boxed { fut: Box::pin(fut) })
     }
 
+    #[inline]
     fn from_state(state: State<T, S, ReqB, ResB>) -> Self {
         ResponseFuture { state }
     }
@@ -109,32 +121,11 @@ where
                     pending,
                     retry_after,
                 } => {
-                    let result = ready!(touch.poll(cx));
-                    let retry_after = *retry_after;
-                    let (mut inner, mut request) = pending
+                    let result = ready!(Pin::new(touch).poll(cx));
+                    let (inner, request) = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = match result {
-                        Ok(Some(session)) => {
-                            let extensions = request.extensions_mut();
-                            extensions.insert(session.roles().clone());
-                            extensions.insert(session);
-                            State::Calling {
-                                call: inner.call(request.map(RequestBody::streaming)),
-                            }
-                        }
-                        Ok(None) => State::Ready {
-                            response: Some(Rejection::SessionNotFound.into_response(retry_after)),
-                        },
-                        Err(error) => {
-                            log_warn!(error; "session store failed on lookup; answering 503");
-                            State::Ready {
-                                response: Some(
-                                    Rejection::from_store_error(&error).into_response(retry_after),
-                                ),
-                            }
-                        }
-                    };
+                    let next = after_touch(result, inner, request, *retry_after);
                     state.set(next);
                 }
                 StateProj::Calling { call } => {
@@ -147,6 +138,39 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion")))
                 }
+            }
+        }
+    }
+}
+
+/// What follows the session lookup: the inner call with the session in the
+/// request, or the layer's own answer.
+#[inline]
+fn after_touch<T, S, ReqB, ResB>(
+    result: Result<Option<Session>, StoreError>,
+    mut inner: T,
+    mut request: Request<ReqB>,
+    retry_after: Duration,
+) -> State<T, S, ReqB, ResB>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+{
+    match result {
+        Ok(Some(session)) => {
+            // One extension: the session carries its cached roles.
+            request.extensions_mut().insert(session);
+            State::Calling {
+                call: inner.call(request.map(RequestBody::streaming)),
+            }
+        }
+        Ok(None) => State::Ready {
+            response: Some(Rejection::SessionNotFound.into_response(retry_after)),
+        },
+        Err(error) => {
+            log_warn!(error; "session store failed on lookup; answering 503");
+            State::Ready {
+                response: Some(Rejection::from_store_error(&error).into_response(retry_after)),
             }
         }
     }

@@ -9,12 +9,16 @@
 //!    - present: malformed → `400` (no store call); unknown, expired,
 //!      terminated or owned by someone else → `404` (indistinguishable);
 //!      otherwise the idle expiry slides (one store call) and the request
-//!      goes on with the [`Session`](crate::Session), its [`Roles`] and the
-//!      caller's [`Identity`] in its extensions. `DELETE` terminates it.
+//!      goes on with the [`Session`](crate::Session) (which carries the
+//!      roles cached at its creation) and the caller's [`Identity`] in its
+//!      extensions. `DELETE` terminates it.
 //!    - absent, sessionless era (`MCP-Protocol-Version: 2026-07-28` or
 //!      later, or a `server/discover` body): passed through with the
-//!      caller's `Identity` and `Roles` in the extensions; no id is minted
-//!      or demanded.
+//!      caller's `Identity` and the [`Sessionless`] mark in the extensions;
+//!      no id is minted or demanded.
+//!
+//! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
+//! either case.
 //!    - absent, handshake era: a POST's body (capped, time-limited) is
 //!      read; `initialize` creates a session bound to the caller and its id
 //!      goes out on the 2xx response in `Mcp-Session-Id`; anything else →
@@ -48,10 +52,10 @@
 //!
 //! ```
 //! use axum::{routing::post, Extension, Router};
-//! use mcp_session::{Roles, Session, SessionLayer, SessionManager};
+//! use mcp_session::{Session, SessionLayer, SessionManager};
 //!
-//! async fn handler(Extension(session): Extension<Session>, Extension(roles): Extension<Roles>) -> String {
-//!     format!("{} has {} roles", session.identity_name(), roles.len())
+//! async fn handler(Extension(session): Extension<Session>) -> String {
+//!     format!("{} has {} roles", session.identity_name(), session.roles().len())
 //! }
 //!
 //! let manager = SessionManager::default();
@@ -61,6 +65,7 @@
 //!     // .layer(your_auth_layer) — outermost: it runs first.
 //! ```
 
+use std::borrow::Cow;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,8 +89,7 @@ pub use rejection::codes;
 use self::classify::{classify_headers, HeaderVerdict};
 use self::rejection::Rejection;
 use crate::{
-    Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, Roles, SessionManager,
-    SessionStore,
+    Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, SessionManager, SessionStore,
 };
 
 /// Default cap on the body of a POST without a session id (read to detect
@@ -302,7 +306,7 @@ where
 
         let identity = match self.resolver.resolve(&request) {
             Some(identity) => identity,
-            None if self.settings.allow_anonymous => Identity::anonymous(),
+            None if self.settings.allow_anonymous => Cow::Owned(Identity::anonymous()),
             None => return reject(Rejection::Unauthenticated),
         };
         let verdict =
@@ -312,6 +316,7 @@ where
             };
         match verdict {
             HeaderVerdict::Session(id) if request.method() == http::Method::DELETE => {
+                let identity = identity.into_owned();
                 ResponseFuture::boxed(unsessioned::terminate(
                     inner,
                     self.manager.clone(),
@@ -322,30 +327,77 @@ where
                 ))
             }
             HeaderVerdict::Session(id) => {
+                // The hot path: no clone of the caller when the auth layer
+                // left it in the extensions.
                 let touch = self.manager.touch(&id, &identity);
-                request.extensions_mut().insert(identity);
+                if let Cow::Owned(identity) = identity {
+                    request.extensions_mut().insert(identity);
+                }
                 ResponseFuture::touching(touch, inner, request, retry_after)
             }
             HeaderVerdict::Sessionless => {
-                insert_caller(&mut request, identity);
+                if let Cow::Owned(identity) = identity {
+                    request.extensions_mut().insert(identity);
+                }
+                request.extensions_mut().insert(Sessionless);
                 ResponseFuture::calling(inner, request)
             }
-            HeaderVerdict::InspectBody => ResponseFuture::boxed(unsessioned::inspect_body(
-                inner,
-                self.manager.clone(),
-                self.settings,
-                identity,
-                request,
-            )),
+            HeaderVerdict::InspectBody => {
+                let identity = identity.into_owned();
+                ResponseFuture::boxed(unsessioned::inspect_body(
+                    inner,
+                    self.manager.clone(),
+                    self.settings,
+                    identity,
+                    request,
+                ))
+            }
             HeaderVerdict::Missing => reject(Rejection::MissingSessionId),
         }
     }
 }
 
-/// Sessionless requests still get the caller and its roles.
+/// Marks a request the layer let through without a [`Session`]: a
+/// sessionless-era (2026-07-28 or later) request, `server/discover`, or in
+/// [`IdMode::Adopt`] the `initialize` and `DELETE` it hands to the inner
+/// server. The caller's [`Identity`] is in the extensions beside it.
+///
+/// A request with a session carries the [`Session`] instead. Either one
+/// tells a handler that the layer checked the request (an auth layer alone
+/// inserts only the `Identity`); [`Roles::of`](crate::Roles::of) reads the
+/// roles to authorize with from whichever is there.
+///
+/// [`Session`]: crate::Session
+///
+/// ```
+/// use mcp_session::layer::Sessionless;
+/// use mcp_session::Session;
+///
+/// fn era(extensions: &http::Extensions) -> &'static str {
+///     match (extensions.get::<Session>(), extensions.get::<Sessionless>()) {
+///         (Some(_), _) => "handshake session",
+///         (None, Some(_)) => "no session",
+///         (None, None) => "not through the session layer",
+///     }
+/// }
+/// assert_eq!(era(&http::Extensions::new()), "not through the session layer");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sessionless;
+
+/// Requests let through without a session lookup still get the caller, and
+/// the [`Sessionless`] mark (zero-sized: no allocation).
 fn insert_caller<B>(request: &mut Request<B>, identity: Identity) {
-    let roles: Roles = identity.roles().clone();
-    let extensions = request.extensions_mut();
-    extensions.insert(roles);
-    extensions.insert(identity);
+    ensure_identity(request, identity);
+    request.extensions_mut().insert(Sessionless);
+}
+
+/// Puts the caller into the extensions unless that very identity is there
+/// already (the default resolver read it from there): replacing it would
+/// cost an allocation and a free on every request for nothing.
+fn ensure_identity<B>(request: &mut Request<B>, identity: Identity) {
+    let present = request.extensions().get::<Identity>();
+    if !present.is_some_and(|present| present.same_as(&identity)) {
+        request.extensions_mut().insert(identity);
+    }
 }

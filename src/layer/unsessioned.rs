@@ -87,7 +87,6 @@ where
     let mut guard = OrphanGuard::new(manager, session.id().clone());
     let header = session.id().to_header_value();
     let extensions = request.extensions_mut();
-    extensions.insert(session.roles().clone());
     extensions.insert(identity);
     extensions.insert(session);
 

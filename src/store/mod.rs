@@ -36,10 +36,13 @@ pub struct CreateOutcome {
 ///
 /// `touch` is the per-request hot path; its future is an associated type so
 /// that the layer can hold it without boxing (an in-memory store returns
-/// [`std::future::Ready`]).
+/// [`std::future::Ready`]). It is `Unpin` so that the layer can poll it once
+/// in place: a store that answers at once then costs no extra state
+/// transition (a store whose future is not `Unpin` can box it, as
+/// [`RedisStore`](crate::RedisStore) does).
 pub trait SessionStore: Send + Sync + 'static {
     /// The future returned by [`SessionStore::touch`].
-    type TouchFuture: Future<Output = Result<Option<Session>, StoreError>> + Send + 'static;
+    type TouchFuture: Future<Output = Result<Option<Session>, StoreError>> + Send + Unpin + 'static;
 
     /// Stores a new session. Fails with [`StoreError::AlreadyExists`] if the
     /// id is taken (never overwrites) and [`StoreError::AtCapacity`] when a cap
