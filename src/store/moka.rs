@@ -295,7 +295,14 @@ impl MokaStore {
         let inner = &*self.inner;
         let mut index = lock(&inner.index);
         self.apply_removals(&mut index);
-        if inner.cache.contains_key(session.id()) {
+        // Only a live session makes the id taken: one that is logically
+        // expired but still in memory is replaced below.
+        if inner.cache.contains_key(session.id())
+            && inner
+                .cache
+                .get(session.id())
+                .is_some_and(|r| session.created_at() < r.expires_at())
+        {
             return Err(StoreError::AlreadyExists);
         }
 
@@ -355,12 +362,16 @@ impl MokaStore {
         }
 
         // Intern the identity: sessions of one identity share name and roles.
-        let entry = index
-            .entry(identity_id.into())
-            .or_insert_with(|| IdentitySessions {
-                identity: session.identity().clone(),
-                sessions: Vec::new(),
-            });
+        // (A key is allocated only for an identity's first session.)
+        let entry = match index.get_mut(identity_id) {
+            Some(entry) => entry,
+            None => index
+                .entry(identity_id.into())
+                .or_insert_with(|| IdentitySessions {
+                    identity: session.identity().clone(),
+                    sessions: Vec::new(),
+                }),
+        };
         if !entry.identity.same_as(session.identity()) {
             entry.identity = session.identity().clone();
         }
@@ -371,14 +382,16 @@ impl MokaStore {
             idle_ms: duration_millis(session.idle_timeout()),
             last_access_ms: AtomicU64::new(session.last_access().as_millis()),
         });
-        let inserted = inner
-            .cache
-            .entry(session.id().clone())
-            .or_insert_with(|| record.clone())
-            .is_fresh();
-        if !inserted {
-            return Err(StoreError::AlreadyExists);
-        }
+        // A plain insert cannot overwrite a live session: the id was absent
+        // above, and only creates (serialized by the index lock) ever add an
+        // entry, since `update` only replaces present ones. (moka's
+        // `entry().or_insert_with` would check again, under a per-key lock of
+        // its own, at 2.5 times the cost.) An expired entry of the same id
+        // may still be in memory (an inner server that reuses ids): remove it
+        // first, so the listener sees a removal, not a replacement, and the
+        // count and the index stay right.
+        inner.cache.invalidate(session.id());
+        inner.cache.insert(session.id().clone(), record.clone());
         inner.live.fetch_add(1, Ordering::AcqRel);
         inner
             .earliest_expiry
@@ -519,5 +532,46 @@ impl SessionStore for MokaStore {
         id: &SessionId,
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
         ready(Ok(self.remove(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adopted(identity: &Identity, id: &str, now: Timestamp) -> Session {
+        let idle = Duration::from_secs(60);
+        let id = SessionId::parse_adopted(id).unwrap();
+        Session::new(id, identity.clone(), now, idle, idle * 10)
+    }
+
+    /// An inner server that reuses an id: once the first session expired
+    /// (logically; moka still holds it), the id can be bound again, to
+    /// anyone, and the live count and the identity index stay exact.
+    #[test]
+    fn an_expired_id_can_be_created_again() {
+        let store = MokaStore::new(100);
+        let limits = Limits::default();
+        let (alice, bob) = (
+            Identity::new("alice", "Alice", ["reader"]),
+            Identity::new("bob", "Bob", ["reader"]),
+        );
+        let t0 = Timestamp::from_millis(1_000_000);
+        let first = adopted(&alice, "reused-id", t0);
+        store.create_now(&first, &limits).unwrap();
+        // Live: taken.
+        let again = adopted(&bob, "reused-id", t0 + Duration::from_secs(30));
+        assert!(matches!(
+            store.create_now(&again, &limits),
+            Err(StoreError::AlreadyExists)
+        ));
+        // Expired: free again.
+        let later = adopted(&bob, "reused-id", t0 + Duration::from_secs(61));
+        store.create_now(&later, &limits).unwrap();
+        store.run_pending_tasks();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.identity_count(), 1, "alice's entry left the index");
+        let seen = store.live_record(later.id(), later.created_at()).unwrap();
+        assert_eq!(seen.identity.id(), "bob");
     }
 }
