@@ -27,7 +27,7 @@
 //! `tower_sessions - bare >= 5 x (layer - bare)`. `benches/summarize.py`
 //! prints those ratios from criterion's output.
 //!
-//! Every variant is measured in `HOT_PATH_ROUNDS` (default 3) interleaved
+//! Every variant is measured in `HOT_PATH_ROUNDS` (default 5) interleaved
 //! rounds (ids `…/{size}-r{round}`): the machine's speed drifts, the
 //! targets are ratios, and `summarize.py` takes the median of the
 //! per-round ratios.
@@ -238,13 +238,13 @@ impl Keys {
 }
 
 /// How many interleaved rounds of every variant (`HOT_PATH_ROUNDS`, default
-/// 3). On a shared machine the speed drifts over seconds; the targets are
+/// 5). On a shared machine the speed drifts over seconds; the targets are
 /// ratios, so each round measures every variant back to back and the
 /// summary takes the median of the per-round ratios.
 fn rounds() -> usize {
     std::env::var("HOT_PATH_ROUNDS")
         .map(|r| r.parse().expect("HOT_PATH_ROUNDS: a number"))
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
