@@ -16,13 +16,13 @@
 //!      later, or a `server/discover` body): passed through with the
 //!      caller's `Identity` and the [`Sessionless`] mark in the extensions;
 //!      no id is minted or demanded.
-//!
-//! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
-//! either case.
 //!    - absent, handshake era: a POST's body (capped, time-limited) is
 //!      read; `initialize` creates a session bound to the caller and its id
 //!      goes out on the 2xx response in `Mcp-Session-Id`; anything else →
 //!      `400`.
+//!
+//! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
+//! either case: the session's cached roles, or the sessionless caller's own.
 //!
 //! Every error the layer answers itself carries a JSON-RPC error body; see
 //! [`codes`] for the codes and the README for the status table.
