@@ -10,6 +10,12 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 /// Default cap on live sessions per identity.
 pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: u32 = 64;
+/// Default bound on the age of cached roles: 60 seconds.
+pub const DEFAULT_ROLES_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default time a role lookup may take before the request fails: 5 seconds.
+pub const DEFAULT_ROLES_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of identities whose roles are cached: 100,000.
+pub const DEFAULT_MAX_CACHED_IDENTITIES: usize = 100_000;
 
 /// What happens when an identity that already holds its maximum number of
 /// sessions creates another.
@@ -72,6 +78,18 @@ pub struct Config {
     pub max_lifetime: Duration,
     /// Session caps.
     pub limits: Limits,
+    /// Oldest cached roles a request may be authorized with: a
+    /// [`RoleSource`](crate::roles::RoleSource) lookup older than this is
+    /// repeated. Default 60 s. (Unused with the default source,
+    /// [`RolesFromIdentity`](crate::roles::RolesFromIdentity), whose roles
+    /// come fresh with every request.)
+    pub roles_max_age: Duration,
+    /// Longest a role lookup may take; past it the request fails with `503`.
+    /// Default 5 s.
+    pub roles_lookup_timeout: Duration,
+    /// Most identities whose roles are cached at once (bounded memory).
+    /// Default 100,000.
+    pub max_cached_identities: usize,
 }
 
 impl Default for Config {
@@ -80,6 +98,9 @@ impl Default for Config {
             timeout: DEFAULT_TIMEOUT,
             max_lifetime: DEFAULT_MAX_LIFETIME,
             limits: Limits::default(),
+            roles_max_age: DEFAULT_ROLES_MAX_AGE,
+            roles_lookup_timeout: DEFAULT_ROLES_LOOKUP_TIMEOUT,
+            max_cached_identities: DEFAULT_MAX_CACHED_IDENTITIES,
         }
     }
 }
@@ -107,6 +128,24 @@ impl Config {
     pub fn max_sessions_per_identity(mut self, max: u32, policy: IdentityLimitPolicy) -> Self {
         self.limits.max_sessions_per_identity = max;
         self.limits.per_identity_policy = policy;
+        self
+    }
+
+    /// Sets the oldest cached roles a request may be authorized with.
+    pub fn roles_max_age(mut self, max_age: Duration) -> Self {
+        self.roles_max_age = max_age;
+        self
+    }
+
+    /// Sets the longest a role lookup may take.
+    pub fn roles_lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.roles_lookup_timeout = timeout;
+        self
+    }
+
+    /// Sets how many identities' roles may be cached at once.
+    pub fn max_cached_identities(mut self, max: usize) -> Self {
+        self.max_cached_identities = max;
         self
     }
 }

@@ -66,29 +66,26 @@ impl fmt::Display for Role {
 pub struct Roles(Arc<[Role]>);
 
 impl Roles {
-    /// The roles to authorize a request with, from what the
-    /// [`SessionLayer`](crate::SessionLayer) left in its extensions: those
-    /// cached in its [`Session`](crate::Session), or on a request let
-    /// through without one ([`Sessionless`](crate::layer::Sessionless)) the
-    /// caller's own. `None` if the request did not pass through the layer
-    /// (an auth layer alone leaves only the [`Identity`]).
+    /// The roles to authorize a request with, as the
+    /// [`SessionLayer`](crate::SessionLayer) found them for this very request:
+    /// from the manager's [`RoleSource`](crate::roles::RoleSource), at most
+    /// [`Config::roles_max_age`](crate::Config::roles_max_age) old, the same
+    /// way with a session and without one. `None` if the request did not
+    /// pass through the layer (an auth layer alone leaves only the
+    /// [`Identity`], whose roles are not checked against any source).
+    ///
+    /// Only the layer can put these roles into a request: nothing upstream
+    /// can forge them.
     ///
     /// ```
-    /// use mcp_session::layer::Sessionless;
     /// use mcp_session::{Identity, Roles};
     ///
     /// let mut extensions = http::Extensions::new();
     /// extensions.insert(Identity::new("alice", "Alice", ["admin"]));
     /// assert!(Roles::of(&extensions).is_none()); // the layer never saw it
-    /// extensions.insert(Sessionless);
-    /// assert!(Roles::of(&extensions).unwrap().contains("admin"));
     /// ```
     pub fn of(extensions: &http::Extensions) -> Option<&Roles> {
-        if let Some(session) = extensions.get::<crate::Session>() {
-            return Some(session.roles());
-        }
-        extensions.get::<crate::layer::Sessionless>()?;
-        Some(extensions.get::<Identity>()?.roles())
+        extensions.get::<GrantedRoles>().map(|granted| &granted.0)
     }
 
     /// Roles from any list of names or [`Role`]s.
@@ -133,11 +130,26 @@ impl fmt::Debug for Roles {
     }
 }
 
+/// The roles the layer found for a request, in its extensions. Private, so
+/// that only the layer inserts it ([`Roles::of`] reads it).
+#[derive(Clone, Debug)]
+pub(crate) struct GrantedRoles(pub(crate) Roles);
+
 /// An authenticated caller: a stable subject id, a display name and roles.
 ///
 /// Sessions are bound to [`Identity::id`]: bind it to a stable subject (the
 /// token's `sub`, a user id), never to the raw token, so that a token refresh
-/// keeps the session. Cloning is a reference-count increment.
+/// keeps the session. The id must be unique across every issuer the auth
+/// layer accepts: with several issuers, build it from both (for example
+/// `format!("{iss}|{sub}")`), or two users of different issuers with the
+/// same `sub` would share sessions, caps and roles. Cloning is a
+/// reference-count increment.
+///
+/// The roles an `Identity` carries are what the auth layer claims (for
+/// example a token's roles claim). The default
+/// [`RoleSource`](crate::roles::RoleSource) authorizes with them; handlers
+/// authorize with [`Roles::of`], which holds what the configured source
+/// says.
 ///
 /// ```
 /// use mcp_session::Identity;
@@ -170,6 +182,17 @@ impl Identity {
     /// An identity whose roles are an existing (shared) [`Roles`] list.
     pub fn with_roles(id: impl AsRef<str>, name: impl AsRef<str>, roles: Roles) -> Self {
         Identity(Arc::new(IdentityInner {
+            id: subject_id(id.as_ref()),
+            name: name.as_ref().into(),
+            roles,
+        }))
+    }
+
+    /// An identity rebuilt from a stored [`Identity::id`] (for store
+    /// implementations): the id is taken exactly as `id()` returned it, so
+    /// [`Identity::anonymous`] and escaped ids round-trip unchanged.
+    pub fn from_stored(id: impl AsRef<str>, name: impl AsRef<str>, roles: Roles) -> Self {
+        Identity(Arc::new(IdentityInner {
             id: id.as_ref().into(),
             name: name.as_ref().into(),
             roles,
@@ -178,8 +201,29 @@ impl Identity {
 
     /// The identity every anonymous caller shares (only used when the layer is
     /// configured with [`crate::SessionLayer::allow_anonymous`]).
+    ///
+    /// Its id lives outside the namespace of real subjects: no id given to
+    /// [`Identity::new`] equals it, so a real user whose subject is
+    /// `"anonymous"` shares no session, cap or roles with anonymous callers.
+    ///
+    /// ```
+    /// use mcp_session::Identity;
+    /// let anonymous = Identity::anonymous();
+    /// assert!(anonymous.is_anonymous());
+    /// assert_ne!(anonymous, Identity::new::<&str>("anonymous", "Anonymous", []));
+    /// assert_ne!(anonymous, Identity::new::<&str>(anonymous.id(), "Mallory", []));
+    /// ```
     pub fn anonymous() -> Self {
-        Identity::new::<Role>("anonymous", "Anonymous", [])
+        Identity(Arc::new(IdentityInner {
+            id: ANONYMOUS_ID.into(),
+            name: "Anonymous".into(),
+            roles: Roles::default(),
+        }))
+    }
+
+    /// Whether this is [`Identity::anonymous`].
+    pub fn is_anonymous(&self) -> bool {
+        &*self.0.id == ANONYMOUS_ID
     }
 
     /// The stable subject id that sessions are bound to.
@@ -210,6 +254,22 @@ impl Identity {
     /// Same id, name and roles.
     pub fn same_as(&self, other: &Identity) -> bool {
         self.ptr_eq(other) || self.0 == other.0
+    }
+}
+
+/// The id of [`Identity::anonymous`]. It starts with NUL, and
+/// [`subject_id`] maps every real id that starts with NUL to one that starts
+/// with two, so no real id can equal it.
+const ANONYMOUS_ID: &str = "\0anonymous";
+
+/// A real subject's id as stored: unchanged unless it starts with NUL (no
+/// sane subject does), which gets one more, keeping the mapping one-to-one
+/// and out of the anonymous id's way.
+fn subject_id(id: &str) -> Box<str> {
+    if id.starts_with('\0') {
+        format!("\0{id}").into()
+    } else {
+        id.into()
     }
 }
 

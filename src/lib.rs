@@ -4,15 +4,19 @@
 //! [`SessionLayer`] wraps an MCP Streamable HTTP service (an rmcp
 //! `StreamableHttpService`, an axum router, a hand-written hyper service).
 //! It binds each session to the authenticated caller, slides its idle expiry
-//! (never past an absolute lifetime cap), and puts the [`Session`] (with the
-//! caller's [`Roles`] cached in it) and the caller's [`Identity`] into the
-//! request extensions, so handlers and RBAC code read them without touching
-//! a store. Sessionless (2026-07-28) traffic passes through with the
-//! caller's identity; [`Roles::of`] reads the roles to authorize with in
-//! both eras.
+//! (never past an absolute lifetime cap), and puts the [`Session`], the
+//! caller's [`Identity`] and its current [`Roles`] into the request
+//! extensions, so handlers and RBAC code read them without touching a store.
+//! Roles come from a [`RoleSource`](roles::RoleSource) through a
+//! per-identity cache with a bounded age, and can be invalidated (or every
+//! session of an identity revoked) on every replica at once. Sessionless
+//! (2026-07-28) traffic passes through with the caller's identity and roles;
+//! [`Roles::of`] reads the roles to authorize with in both eras.
 //!
 //! - Domain: [`SessionId`], [`Identity`], [`Session`], [`Config`],
 //!   [`SessionManager`].
+//! - Roles: the [`roles`] module ([`RoleSource`](roles::RoleSource), the
+//!   cache, invalidation, revocation).
 //! - Stores: the [`SessionStore`] trait; [`MokaStore`] (default, bounded,
 //!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
 //! - Middleware: the [`layer`] module.
@@ -28,7 +32,7 @@
 //! use std::time::Duration;
 //!
 //! async fn mcp(Extension(caller): Extension<Identity>, extensions: Extensions) -> String {
-//!     // The session's cached roles, or the caller's on a sessionless request.
+//!     // The caller's current roles, with a session or without one.
 //!     let admin = Roles::of(&extensions).is_some_and(|roles| roles.contains("admin"));
 //!     format!("{} may administer: {admin}", caller.name())
 //! }
@@ -58,20 +62,22 @@ mod time;
 pub mod layer;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
+pub mod roles;
 pub mod store;
 
 pub use config::{
-    Config, IdentityLimitPolicy, Limits, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_TIMEOUT,
+    Config, IdentityLimitPolicy, Limits, DEFAULT_MAX_CACHED_IDENTITIES, DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_ROLES_LOOKUP_TIMEOUT,
+    DEFAULT_ROLES_MAX_AGE, DEFAULT_TIMEOUT,
 };
 pub use error::{CapacityScope, InvalidSessionId, SessionError, StoreError};
 pub use id::{SessionId, MAX_ADOPTED_ID_LEN, SESSION_ID_BYTES, SESSION_ID_HEX_LEN};
 pub use identity::{Identity, Role, Roles};
 pub use layer::{IdMode, SessionLayer, SessionMiddleware};
-pub use manager::SessionManager;
+pub use manager::{SessionManager, SessionManagerBuilder};
 pub use resolve::{IdentityFromExtensions, ResolveIdentity};
 pub use session::Session;
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisStore, RedisStoreConfig};
-pub use store::{CreateOutcome, MokaStore, SessionStore};
+pub use store::{CreateOutcome, MokaStore, ReplicaNotice, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -3,10 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::store::{CreateOutcome, SessionStore};
+use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
+use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 use crate::{
-    Clock, Config, Identity, MokaStore, Session, SessionError, SessionId, StoreError, SystemClock,
-    Timestamp,
+    Clock, Config, Identity, MokaStore, Roles, Session, SessionError, SessionId, StoreError,
+    SystemClock, Timestamp,
 };
 
 /// Creates, looks up, refreshes and deletes sessions in a [`SessionStore`],
@@ -42,6 +43,105 @@ struct Inner<S> {
     store: S,
     config: Config,
     clock: Arc<dyn Clock>,
+    roles: RoleResolver,
+}
+
+/// Where the roles of a request come from.
+enum RoleResolver {
+    /// [`RolesFromIdentity`](crate::roles::RolesFromIdentity): the request's
+    /// own identity carries them, fresh; nothing to cache.
+    FromIdentity,
+    /// A [`RoleSource`] behind the per-identity cache.
+    Cached(Arc<RoleCache>),
+}
+
+/// Builds a [`SessionManager`]: store, [`Config`], clock and [`RoleSource`].
+///
+/// ```
+/// use mcp_session::roles::RolesFromIdentity;
+/// use mcp_session::{Config, ManualClock, MokaStore, SessionManager};
+///
+/// let manager = SessionManager::builder(MokaStore::default())
+///     .config(Config::default())
+///     .clock(ManualClock::starting_now())
+///     .role_source(RolesFromIdentity)
+///     .build();
+/// # let _ = manager;
+/// ```
+pub struct SessionManagerBuilder<S> {
+    store: S,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    source: Option<Box<dyn DynRoleSource>>,
+}
+
+impl<S: SessionStore> SessionManagerBuilder<S> {
+    /// Lifetimes, caps and role-cache settings (default [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The clock (default [`SystemClock`]; tests use [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Where the callers' roles come from (default
+    /// [`RolesFromIdentity`](crate::roles::RolesFromIdentity)). See the
+    /// [`roles`](crate::roles) module.
+    pub fn role_source(mut self, source: impl RoleSource) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The manager. With a role source over a store shared by replicas, it
+    /// subscribes to the store's notices, so that
+    /// [`SessionManager::invalidate_roles`] on any replica reaches its cache.
+    pub fn build(self) -> SessionManager<S> {
+        let config = self.config;
+        let roles = match self.source {
+            None => RoleResolver::FromIdentity,
+            Some(source) => {
+                let cache = Arc::new(RoleCache::new(
+                    source,
+                    config.roles_max_age,
+                    config.roles_lookup_timeout,
+                    config.max_cached_identities,
+                ));
+                // Untrusted until the store says its channel is up: an
+                // invalidation sent before then would be missed.
+                cache.set_trusted(false);
+                if !self.store.subscribe(notice_listener(&cache)) {
+                    cache.set_trusted(true); // one process: nothing to miss
+                }
+                RoleResolver::Cached(cache)
+            }
+        };
+        SessionManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config,
+                clock: self.clock,
+                roles,
+            }),
+        }
+    }
+}
+
+/// What a role cache does with the notices of its store. Holds the cache
+/// weakly: a dropped manager stops listening.
+fn notice_listener(cache: &Arc<RoleCache>) -> NoticeListener {
+    let cache = Arc::downgrade(cache);
+    Arc::new(move |notice: &ReplicaNotice| {
+        let Some(cache) = cache.upgrade() else { return };
+        match notice {
+            ReplicaNotice::RolesChanged(identity_id) => cache.invalidate(identity_id),
+            ReplicaNotice::Connected => cache.set_trusted(true),
+            ReplicaNotice::Disconnected => cache.set_trusted(false),
+        }
+    })
 }
 
 impl<S> Clone for SessionManager<S> {
@@ -67,19 +167,25 @@ impl Default for SessionManager<MokaStore> {
 }
 
 impl<S: SessionStore> SessionManager<S> {
-    /// A manager over `store` with `config`, using the system clock.
+    /// A manager over `store` with `config`, using the system clock and the
+    /// roles on each request's identity
+    /// ([`RolesFromIdentity`](crate::roles::RolesFromIdentity)).
     pub fn new(store: S, config: Config) -> Self {
-        Self::with_clock(store, config, SystemClock)
+        Self::builder(store).config(config).build()
     }
 
     /// A manager with an explicit clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(store: S, config: Config, clock: impl Clock) -> Self {
-        SessionManager {
-            inner: Arc::new(Inner {
-                store,
-                config,
-                clock: Arc::new(clock),
-            }),
+        Self::builder(store).config(config).clock(clock).build()
+    }
+
+    /// A builder, for a [`RoleSource`] or a clock.
+    pub fn builder(store: S) -> SessionManagerBuilder<S> {
+        SessionManagerBuilder {
+            store,
+            config: Config::default(),
+            clock: Arc::new(SystemClock),
+            source: None,
         }
     }
 
@@ -209,5 +315,65 @@ impl<S: SessionStore> SessionManager<S> {
     pub async fn delete_for(&self, id: &SessionId, caller: &Identity) -> Result<(), SessionError> {
         self.get_for(id, caller).await?;
         self.delete(id).await
+    }
+
+    /// Terminates every session of the identity, on every replica sharing
+    /// the store (their ids answer `404` from the next request on), and
+    /// drops its cached roles everywhere. Returns how many sessions ended.
+    /// Sessions created after the call are not affected: to lock a caller
+    /// out for good, stop authenticating it (or take its roles away) first.
+    pub async fn revoke_sessions(&self, identity_id: &str) -> Result<usize, SessionError> {
+        let ended = self.inner.store.delete_all_of(identity_id).await?;
+        self.invalidate_roles(identity_id).await?;
+        Ok(ended.len())
+    }
+
+    // -- Roles ---------------------------------------------------------------
+
+    /// The roles to authorize `caller` with now: from the
+    /// [`RoleSource`](crate::roles::RoleSource) through the per-identity
+    /// cache (at most [`Config::roles_max_age`] old; one lookup at a time
+    /// per identity), or the identity's own with the default source.
+    pub async fn roles(&self, caller: &Identity) -> Result<Roles, RolesUnavailable> {
+        match &self.inner.roles {
+            RoleResolver::FromIdentity => Ok(caller.roles().clone()),
+            RoleResolver::Cached(cache) => cache.load(caller, self.now()).await,
+        }
+    }
+
+    /// The hot path of [`SessionManager::roles`]: `Some` without waiting
+    /// when no lookup is needed.
+    #[inline]
+    pub(crate) fn roles_now(&self, caller: &Identity) -> Option<Roles> {
+        match &self.inner.roles {
+            RoleResolver::FromIdentity => Some(caller.roles().clone()),
+            RoleResolver::Cached(cache) => cache.cached(caller.id(), self.now()),
+        }
+    }
+
+    /// Drops the identity's cached roles here at once and, through the
+    /// store, on every other replica (see
+    /// [`ReplicaNotice::RolesChanged`]): its next request anywhere reads the
+    /// [`RoleSource`](crate::roles::RoleSource) again. Call it right after
+    /// changing the roles where they live. An error means the other
+    /// replicas may not have heard; they then keep the old roles at most
+    /// [`Config::roles_max_age`].
+    pub async fn invalidate_roles(&self, identity_id: &str) -> Result<(), StoreError> {
+        if let RoleResolver::Cached(cache) = &self.inner.roles {
+            cache.invalidate(identity_id);
+        }
+        self.inner
+            .store
+            .publish(&ReplicaNotice::RolesChanged(Arc::from(identity_id)))
+            .await
+    }
+
+    /// Number of identities whose roles are cached here (0 with the default
+    /// source, which caches nothing).
+    pub fn cached_identities(&self) -> usize {
+        match &self.inner.roles {
+            RoleResolver::FromIdentity => 0,
+            RoleResolver::Cached(cache) => cache.len(),
+        }
     }
 }

@@ -4,8 +4,8 @@
 //! rmcp's `StreamableHttpService` moves each HTTP request's
 //! [`http::request::Parts`] (with its extensions) into the context of the
 //! tool call it carries. [`SessionLayer`](crate::SessionLayer) put the
-//! caller's [`Identity`] and, in the handshake era, the [`Session`] (with
-//! its cached [`Roles`]) into those extensions; [`Caller`] hands them to the
+//! caller's [`Identity`], its current [`Roles`] and, in the handshake era,
+//! the [`Session`] into those extensions; [`Caller`] hands them to the
 //! tool.
 //!
 //! ```
@@ -67,8 +67,10 @@ use ::rmcp::{ErrorData, RoleServer};
 use crate::{Identity, Role, Roles, Session, SessionId};
 
 /// The caller of a tool, as the session layer saw it: its [`Identity`], the
-/// [`Roles`] to authorize with (cached in the session) and the [`Session`]
-/// (`None` on sessionless, 2026-07-28, requests).
+/// [`Roles`] to authorize with (from the manager's
+/// [`RoleSource`](crate::roles::RoleSource), at most
+/// [`Config::roles_max_age`](crate::Config::roles_max_age) old) and the
+/// [`Session`] (`None` on sessionless, 2026-07-28, requests).
 ///
 /// Take it as a parameter of an rmcp `#[tool]` (or `#[prompt]`) function;
 /// see the [module docs](self). Cloning is cheap (reference counts).
@@ -131,8 +133,8 @@ impl Caller {
         &self.identity
     }
 
-    /// The roles to authorize with: those cached in the session, or the
-    /// identity's own on a sessionless request.
+    /// The roles to authorize with, as [`Roles::of`] gives them: the same in
+    /// both protocol eras, never older than the configured bound.
     pub fn roles(&self) -> &Roles {
         &self.roles
     }
@@ -219,6 +221,7 @@ impl IntoContents for MissingRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::GrantedRoles;
     use crate::Timestamp;
     use std::time::Duration;
 
@@ -227,32 +230,34 @@ mod tests {
     }
 
     #[test]
-    fn needs_the_layers_mark() {
+    fn needs_the_roles_the_layer_granted() {
         let mut ext = http::Extensions::new();
         assert!(Caller::from_extensions(&ext).is_none());
         ext.insert(alice()); // what an auth layer alone leaves
+        ext.insert(crate::layer::Sessionless); // a forged mark is not enough
         assert!(Caller::from_extensions(&ext).is_none());
-        ext.insert(crate::layer::Sessionless);
+        ext.insert(GrantedRoles(Roles::new(["reader"])));
         let caller = Caller::from_extensions(&ext).unwrap();
         assert_eq!(caller.identity().id(), "alice");
-        assert!(caller.has_role("admin"));
+        assert!(caller.has_role("reader"));
         assert!(caller.session().is_none());
         assert!(caller.session_id().is_none());
     }
 
     #[test]
-    fn reads_the_session_and_its_cached_roles() {
+    fn authorizes_with_the_granted_roles_not_those_stored_with_the_session() {
+        // Created while alice was admin; the role source now says reader.
         let session = Session::new(
             SessionId::generate(),
-            Identity::new("alice", "Alice", ["reader"]),
+            Identity::new("alice", "Alice", ["reader", "admin"]),
             Timestamp::from_millis(0),
             Duration::from_secs(60),
             Duration::from_secs(600),
         );
         let mut ext = http::Extensions::new();
-        // The caller now holds more roles than the session cached.
         ext.insert(Identity::new("alice", "Alice", ["reader", "admin"]));
         ext.insert(session.clone());
+        ext.insert(GrantedRoles(Roles::new(["reader"])));
         let caller = Caller::from_extensions(&ext).unwrap();
         assert_eq!(caller.session_id(), Some(session.id()));
         assert_eq!(caller.identity().id(), "alice");

@@ -2,9 +2,15 @@
 
 use std::time::Duration;
 
-use crate::{Identity, Roles, SessionId, Timestamp};
+use crate::{Identity, SessionId, Timestamp};
 
 /// One live session, bound to the identity that created it.
+///
+/// A session binds an identity, not its roles: authorize with
+/// [`Roles::of`](crate::Roles::of), which the layer fills for every request
+/// from the [`RoleSource`](crate::roles::RoleSource). (The [`Identity`]
+/// stored with a session keeps the roles its creator claimed then, for
+/// display and audit only.)
 ///
 /// A session expires at `min(last_access + idle_timeout, deadline)`: every
 /// refresh slides the idle expiry, but never past the absolute `deadline`
@@ -25,7 +31,7 @@ use crate::{Identity, Roles, SessionId, Timestamp};
 /// assert_eq!(s.expires_at(), Timestamp::from_millis(60_000));
 /// let later = s.touched(Timestamp::from_millis(50_000));
 /// assert_eq!(later.expires_at(), Timestamp::from_millis(90_000)); // capped
-/// assert!(s.roles().contains("admin"));
+/// assert_eq!(s.identity_id(), "alice");
 /// ```
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -102,11 +108,6 @@ impl Session {
     /// The bound identity's display name.
     pub fn identity_name(&self) -> &str {
         self.identity.name()
-    }
-
-    /// The roles cached at creation.
-    pub fn roles(&self) -> &Roles {
-        self.identity.roles()
     }
 
     /// When the session was created.

@@ -198,6 +198,35 @@ async fn anonymous_sessions_only_when_allowed() {
         .send(reqwest::Method::POST, None, Some(id), &[], TOOLS_LIST)
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["session_owner"], Identity::anonymous().id());
+    assert_ne!(Identity::anonymous().id(), "anonymous");
+}
+
+/// A real subject whose id is `anonymous` and the unauthenticated callers
+/// of `allow_anonymous` are two principals: neither can use the other's
+/// session.
+#[tokio::test]
+async fn a_user_named_anonymous_shares_nothing_with_anonymous_callers() {
+    let server =
+        Server::with_layer(SessionLayer::new(SessionManager::default()).allow_anonymous(true))
+            .await;
+    let (status, headers, _) = server
+        .send(reqwest::Method::POST, None, None, &[], INIT)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let unauthenticated = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = server
+        .post("anonymous", Some(&unauthenticated), TOOLS_LIST)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let real = server.initialize("anonymous").await;
+    let (status, _, _) = server
+        .send(reqwest::Method::POST, None, Some(&real), &[], TOOLS_LIST)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = server.post("anonymous", Some(&real), TOOLS_LIST).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(body["session_owner"], "anonymous");
 }
 
@@ -725,5 +754,10 @@ impl SessionStore for CountingStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(id).await
+    }
+
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+        self.check()?;
+        self.inner.delete_all_of(identity_id).await
     }
 }

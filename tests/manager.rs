@@ -23,7 +23,7 @@ async fn create_binds_identity_and_caches_roles() {
     let s = m.create(&alice()).await.unwrap();
     assert_eq!(s.identity_id(), "alice");
     assert_eq!(s.identity_name(), "Alice");
-    assert!(s.roles().contains("admin"));
+    assert!(s.identity().roles().contains("admin"));
     assert_eq!(s.created_at(), Timestamp::from_millis(5_000));
     assert_eq!(s.last_access(), s.created_at());
     assert_eq!(
@@ -32,7 +32,7 @@ async fn create_binds_identity_and_caches_roles() {
     );
     let got = m.get(s.id()).await.unwrap();
     assert_eq!(got.id(), s.id());
-    assert_eq!(got.roles(), s.roles());
+    assert_eq!(got.identity().roles(), s.identity().roles());
 }
 
 #[tokio::test]

@@ -193,7 +193,7 @@ fn same(
                 m.identity
             );
             prop_assert_eq!(
-                s.roles().as_slice(),
+                s.identity().roles().as_slice(),
                 m.identity.roles().as_slice(),
                 "{}",
                 what

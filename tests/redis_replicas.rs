@@ -78,7 +78,7 @@ async fn a_session_created_on_one_replica_works_on_the_other() {
     let session = a.create(&alice()).await.unwrap();
     let seen = b.refresh_for(session.id(), &alice()).await.unwrap();
     assert_eq!(seen.identity_id(), "alice");
-    assert!(seen.roles().contains("admin"));
+    assert!(seen.identity().roles().contains("admin"));
     assert_eq!(seen.created_at(), session.created_at());
     assert!(b.get_for(session.id(), &alice()).await.is_ok());
     // The owner binding holds across replicas.

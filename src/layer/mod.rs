@@ -52,10 +52,11 @@
 //!
 //! ```
 //! use axum::{routing::post, Extension, Router};
-//! use mcp_session::{Session, SessionLayer, SessionManager};
+//! use mcp_session::{Roles, Session, SessionLayer, SessionManager};
 //!
-//! async fn handler(Extension(session): Extension<Session>) -> String {
-//!     format!("{} has {} roles", session.identity_name(), session.roles().len())
+//! async fn handler(Extension(session): Extension<Session>, extensions: http::Extensions) -> String {
+//!     let roles = Roles::of(&extensions).map_or(0, Roles::len);
+//!     format!("{} has {roles} roles", session.identity_name())
 //! }
 //!
 //! let manager = SessionManager::default();
@@ -88,8 +89,11 @@ pub use rejection::codes;
 
 use self::classify::{classify_headers, HeaderVerdict};
 use self::rejection::Rejection;
+use crate::identity::GrantedRoles;
+use crate::log::log_warn;
 use crate::{
-    Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, SessionManager, SessionStore,
+    Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, Roles, SessionManager,
+    SessionStore,
 };
 
 /// Default cap on the body of a POST without a session id (read to detect
@@ -235,9 +239,7 @@ impl<T, S: SessionStore, R: ResolveIdentity> Layer<T> for SessionLayer<S, R> {
     fn layer(&self, inner: T) -> Self::Service {
         SessionMiddleware {
             inner,
-            manager: self.manager.clone(),
-            resolver: self.resolver.clone(),
-            settings: self.settings,
+            layer: self.clone(),
         }
     }
 }
@@ -245,18 +247,14 @@ impl<T, S: SessionStore, R: ResolveIdentity> Layer<T> for SessionLayer<S, R> {
 /// The service [`SessionLayer`] produces. See the [module docs](self).
 pub struct SessionMiddleware<T, S = MokaStore, R = IdentityFromExtensions> {
     inner: T,
-    manager: SessionManager<S>,
-    resolver: R,
-    settings: Settings,
+    layer: SessionLayer<S, R>,
 }
 
 impl<T: Clone, S, R: Clone> Clone for SessionMiddleware<T, S, R> {
     fn clone(&self) -> Self {
         SessionMiddleware {
             inner: self.inner.clone(),
-            manager: self.manager.clone(),
-            resolver: self.resolver.clone(),
-            settings: self.settings,
+            layer: self.layer.clone(),
         }
     }
 }
@@ -265,9 +263,8 @@ impl<T: std::fmt::Debug, S, R: std::fmt::Debug> std::fmt::Debug for SessionMiddl
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionMiddleware")
             .field("inner", &self.inner)
-            .field("resolver", &self.resolver)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+            .field("layer", &self.layer)
+            .finish()
     }
 }
 
@@ -297,10 +294,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         // The ready service goes into the future; a clone stays for next time.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        self.layer.route(inner, request, None)
+    }
+}
+
+impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
+    /// Decides what a request is and what happens to it. `roles` are the
+    /// caller's, when a lookup already found them (the second pass after a
+    /// cold role cache).
+    fn route<T, ReqB, ResB>(
+        &self,
+        inner: T,
+        mut request: Request<ReqB>,
+        roles: Option<Roles>,
+    ) -> ResponseFuture<T, S, ReqB, ResB>
+    where
+        T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+        T::Future: Send + 'static,
+        T::Error: Send + 'static,
+        ReqB: Body<Data = Bytes> + Send + 'static,
+        ReqB::Error: Send,
+        ResB: Send + 'static,
+    {
         let retry_after = self.settings.retry_after;
         let reject = |r: Rejection| ResponseFuture::rejected(r.into_response(retry_after));
 
@@ -311,12 +330,29 @@ where
         };
         let verdict =
             match classify_headers(request.method(), request.headers(), self.settings.id_mode) {
+                Ok(HeaderVerdict::Missing) => return reject(Rejection::MissingSessionId),
                 Ok(verdict) => verdict,
                 Err(rejection) => return reject(rejection),
             };
+        // The roles to authorize with: cached (the hot path), or looked up
+        // once for everyone waiting on this identity, then routed again.
+        let Some(roles) = roles.or_else(|| self.manager.roles_now(&identity)) else {
+            let caller = identity.into_owned();
+            let layer = self.clone();
+            return ResponseFuture::boxed(async move {
+                match layer.manager.roles(&caller).await {
+                    Ok(roles) => layer.route(inner, request, Some(roles)).await,
+                    Err(error) => {
+                        log_warn!(error; "no roles for {}; answering 503", caller.id());
+                        Ok(Rejection::RolesUnavailable.into_response(retry_after))
+                    }
+                }
+            });
+        };
         match verdict {
             HeaderVerdict::Session(id) if request.method() == http::Method::DELETE => {
                 let identity = identity.into_owned();
+                request.extensions_mut().insert(GrantedRoles(roles));
                 ResponseFuture::boxed(unsessioned::terminate(
                     inner,
                     self.manager.clone(),
@@ -333,17 +369,21 @@ where
                 if let Cow::Owned(identity) = identity {
                     request.extensions_mut().insert(identity);
                 }
+                request.extensions_mut().insert(GrantedRoles(roles));
                 ResponseFuture::touching(touch, inner, request, retry_after)
             }
             HeaderVerdict::Sessionless => {
                 if let Cow::Owned(identity) = identity {
                     request.extensions_mut().insert(identity);
                 }
-                request.extensions_mut().insert(Sessionless);
+                let extensions = request.extensions_mut();
+                extensions.insert(GrantedRoles(roles));
+                extensions.insert(Sessionless);
                 ResponseFuture::calling(inner, request)
             }
             HeaderVerdict::InspectBody => {
                 let identity = identity.into_owned();
+                request.extensions_mut().insert(GrantedRoles(roles));
                 ResponseFuture::boxed(unsessioned::inspect_body(
                     inner,
                     self.manager.clone(),

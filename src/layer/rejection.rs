@@ -26,6 +26,9 @@ pub mod codes {
     pub const TOO_MANY_SESSIONS: i64 = -32004;
     /// The inner server misbehaved (for example minted an unusable session id).
     pub const UPSTREAM_ERROR: i64 = -32005;
+    /// The caller's roles could not be looked up (the role source failed or
+    /// timed out); retry later.
+    pub const ROLES_UNAVAILABLE: i64 = -32006;
 }
 
 /// Why the layer refused a request.
@@ -43,6 +46,7 @@ pub(crate) enum Rejection {
     BodyUnreadable,
     InvalidJson,
     UnusableUpstreamSessionId,
+    RolesUnavailable,
 }
 
 impl Rejection {
@@ -130,6 +134,11 @@ impl Rejection {
                 StatusCode::BAD_GATEWAY,
                 codes::UPSTREAM_ERROR,
                 "the MCP server returned a session id that cannot be tracked".into(),
+            ),
+            RolesUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::ROLES_UNAVAILABLE,
+                "the caller's roles could not be looked up; retry later".into(),
             ),
         }
     }

@@ -11,9 +11,17 @@
 //! - `touch` slides the idle expiry in one step (one round trip for remote
 //!   stores), only for the session's owner, never past the deadline;
 //! - `update` never brings back a deleted or expired session;
-//! - after `delete` returns, no `get`/`touch` returns the session.
+//! - after `delete` returns, no `get`/`touch` returns the session;
+//! - after `delete_all_of` returns, no session of that identity created
+//!   before the call is returned by `get`/`touch`.
+//!
+//! A store shared by several processes (replicas) also carries
+//! [`ReplicaNotice`]s between them: [`SessionStore::publish`] sends one to
+//! every replica, [`SessionStore::subscribe`] receives them. An in-process
+//! store keeps the defaults (nothing to send, nobody else to hear).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::{Limits, Session, SessionId, StoreError, Timestamp};
 
@@ -31,6 +39,26 @@ pub struct CreateOutcome {
     /// (only with [`crate::IdentityLimitPolicy::EvictOldest`]).
     pub evicted: Vec<SessionId>,
 }
+
+/// A message every replica sharing a store acts on (see
+/// [`SessionStore::publish`] and [`SessionStore::subscribe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaNotice {
+    /// The roles of this identity (its id) changed: drop them from every
+    /// role cache.
+    RolesChanged(Arc<str>),
+    /// The channel is up (again). Notices sent while it was down may have
+    /// been lost, so a listener drops whatever it cached.
+    Connected,
+    /// The channel is down: notices may be lost until the next `Connected`,
+    /// so a listener stops trusting what it caches.
+    Disconnected,
+}
+
+/// Receives the [`ReplicaNotice`]s of a store. Called on the store's own
+/// task: it must return quickly and never block.
+pub type NoticeListener = Arc<dyn Fn(&ReplicaNotice) + Send + Sync>;
 
 /// Persistence for sessions. See the [module docs](self) for the contract.
 ///
@@ -75,4 +103,33 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes the session. Returns whether a live session was removed.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes every session of the identity (an identity id): revocation,
+    /// "log out everywhere". Returns the ids of the live sessions removed.
+    fn delete_all_of(
+        &self,
+        identity_id: &str,
+    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
+
+    /// Sends `notice` to every replica sharing this store (their listeners
+    /// registered with [`SessionStore::subscribe`]; possibly this process's
+    /// too). The default does nothing: an in-process store has no other
+    /// replica.
+    fn publish(
+        &self,
+        notice: &ReplicaNotice,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = notice;
+        std::future::ready(Ok(()))
+    }
+
+    /// Registers a listener for notices published by any replica. Returns
+    /// `true` if notices from other processes will reach it; the listener
+    /// then hears [`ReplicaNotice::Connected`] once the channel is up (at
+    /// once if it is up already) and [`ReplicaNotice::Disconnected`]
+    /// whenever it goes down. The default returns `false` and keeps nothing.
+    fn subscribe(&self, listener: NoticeListener) -> bool {
+        let _ = listener;
+        false
+    }
 }

@@ -533,6 +533,22 @@ impl SessionStore for MokaStore {
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
         ready(Ok(self.remove(id)))
     }
+
+    fn delete_all_of(
+        &self,
+        identity_id: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
+        let held: Vec<SessionId> = {
+            let mut index = lock(&self.inner.index);
+            self.apply_removals(&mut index);
+            index.get(identity_id).map_or_else(Vec::new, |entry| {
+                entry.sessions.iter().map(|(id, _)| id.clone()).collect()
+            })
+        };
+        // Each removal reaches the index through the eviction listener.
+        let removed = held.into_iter().filter(|id| self.remove(id)).collect();
+        ready(Ok(removed))
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,18 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.enter("delete", &self.counters.delete, id)?;
         self.inner.delete(id).await
     }
+
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.delete_all_of(identity_id).await
+    }
+
+    async fn publish(&self, notice: &mcp_session::ReplicaNotice) -> Result<(), StoreError> {
+        self.inner.publish(notice).await
+    }
+
+    fn subscribe(&self, listener: mcp_session::store::NoticeListener) -> bool {
+        self.inner.subscribe(listener)
+    }
 }
 
 /// Checks a layer-produced error answer: `Content-Type: application/json`

@@ -167,7 +167,10 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, RedisError, RedisFuture, Script, Value};
 use tokio::time::Instant;
 
-use super::{CreateOutcome, SessionStore};
+use self::notices::Notices;
+use super::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
+
+mod notices;
 use crate::log::log_warn;
 use crate::{
     CapacityScope, Identity, IdentityLimitPolicy, Limits, Roles, Session, SessionId, StoreError,
@@ -358,6 +361,7 @@ pub struct RedisStore {
 struct Inner {
     config: RedisStoreConfig,
     global_key: String,
+    notices: Notices,
 }
 
 impl fmt::Debug for RedisStore {
@@ -424,7 +428,7 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Timeout(config.connect_timeout))?
             .map_err(|e| store_error(e, config.command_timeout))?;
-        let store = Self::from_conn(Conn::Standalone(manager), config);
+        let store = Self::from_conn(Conn::Standalone(manager), config, vec![url.to_owned()]);
         store.preload_scripts().await?;
         Ok(store)
     }
@@ -469,7 +473,7 @@ impl RedisStore {
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
         let timeout = config.command_timeout;
-        let client = ClusterClient::builder(urls)
+        let client = ClusterClient::builder(urls.clone())
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()
@@ -479,7 +483,7 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Timeout(config.connect_timeout))?
             .map_err(|e| store_error(e, config.command_timeout))?;
-        let store = Self::from_conn(Conn::Cluster(conn), config);
+        let store = Self::from_conn(Conn::Cluster(conn), config, urls);
         store.preload_scripts().await?;
         Ok(store)
     }
@@ -497,8 +501,13 @@ impl RedisStore {
     /// let store = RedisStore::from_connection_manager(manager, RedisStoreConfig::default());
     /// # let _ = store; Ok(()) }
     /// ```
+    ///
+    /// Such a store has no [notice channel](ReplicaNotice) (it has no URL
+    /// to subscribe with): role invalidations then reach other replicas only
+    /// through [`Config::roles_max_age`](crate::Config::roles_max_age). Use
+    /// [`RedisStore::with_notices_from`] to give it one.
     pub fn from_connection_manager(manager: ConnectionManager, config: RedisStoreConfig) -> Self {
-        Self::from_conn(Conn::Standalone(manager), config)
+        Self::from_conn(Conn::Standalone(manager), config, Vec::new())
     }
 
     /// A store over a [`ClusterConnection`] you configured yourself.
@@ -511,15 +520,36 @@ impl RedisStore {
     /// let store = RedisStore::from_cluster_connection(conn, RedisStoreConfig::default());
     /// # let _ = store; Ok(()) }
     /// ```
+    ///
+    /// Like [`RedisStore::from_connection_manager`], it has no notice
+    /// channel unless [`RedisStore::with_notices_from`] gives it one.
     pub fn from_cluster_connection(conn: ClusterConnection, config: RedisStoreConfig) -> Self {
-        Self::from_conn(Conn::Cluster(conn), config)
+        Self::from_conn(Conn::Cluster(conn), config, Vec::new())
     }
 
-    fn from_conn(conn: Conn, config: RedisStoreConfig) -> Self {
+    /// The same store, with its [notice channel](ReplicaNotice) subscribed
+    /// through these URLs (tried in turn; for a Cluster, any of its nodes).
+    /// Call it before any manager is built over the store.
+    pub fn with_notices_from<I, U>(self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let urls = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let config = self.inner.config.clone();
+        Self::from_conn(self.conn, config, urls)
+    }
+
+    fn from_conn(conn: Conn, config: RedisStoreConfig, notice_urls: Vec<String>) -> Self {
         let global_key = format!("{}global", config.key_prefix);
+        let notices = Notices::new(&config.key_prefix, notice_urls, config.command_timeout);
         RedisStore {
             conn,
-            inner: Arc::new(Inner { config, global_key }),
+            inner: Arc::new(Inner {
+                config,
+                global_key,
+                notices,
+            }),
         }
     }
 
@@ -1067,6 +1097,76 @@ impl SessionStore for RedisStore {
         let deadline = Instant::now() + self.inner.config.command_timeout;
         self.delete_now(id, deadline).await
     }
+
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = self.identity_key(identity_id);
+        let fut = async {
+            let members: Vec<String> = ::redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await?;
+            // One DEL per session (each may live on another Cluster shard),
+            // pipelined on the multiplexed connection.
+            let deleted = join_all(
+                members
+                    .iter()
+                    .map(|member| {
+                        let mut conn = conn.clone();
+                        let key = self.session_key(member);
+                        async move { conn.del::<i64>(&key).await }
+                    })
+                    .collect(),
+            )
+            .await;
+            let mut ended = Vec::new();
+            for (member, deleted) in members.iter().zip(deleted) {
+                if deleted? > 0 {
+                    // The index only holds ids this store wrote, so they parse.
+                    if let Ok(id) = SessionId::parse_adopted(member) {
+                        ended.push(id);
+                    }
+                }
+            }
+            // Only the members read above: a session created meanwhile
+            // keeps its slot.
+            if !members.is_empty() {
+                ::redis::cmd("ZREM")
+                    .arg(&index)
+                    .arg(&members)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                if self.inner.config.global_cap {
+                    ::redis::cmd("ZREM")
+                        .arg(&self.inner.global_key)
+                        .arg(&members)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                }
+            }
+            Ok::<_, RedisError>(ended)
+        };
+        self.bounded(fut).await?.map_err(|e| self.fail(e))
+    }
+
+    async fn publish(&self, notice: &ReplicaNotice) -> Result<(), StoreError> {
+        let Some(message) = notices::encode(notice) else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let mut publish = ::redis::cmd("PUBLISH");
+        publish.arg(self.inner.notices.channel()).arg(message);
+        self.bounded(publish.query_async::<i64>(&mut conn))
+            .await?
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    fn subscribe(&self, listener: NoticeListener) -> bool {
+        self.inner.notices.subscribe(listener)
+    }
 }
 
 /// A reply of the index script.
@@ -1422,7 +1522,7 @@ fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
         return Err(UndecodableValue);
     }
     Ok(Decoded {
-        identity: Identity::with_roles(id, name, Roles::new(roles)),
+        identity: Identity::from_stored(id, name, Roles::new(roles)),
         last_access: Timestamp::from_millis(last_access),
         created_at: Timestamp::from_millis(created_at),
         deadline: Timestamp::from_millis(deadline),
@@ -1492,7 +1592,7 @@ mod tests {
         let raw = encode(&s);
         let back = decode(&raw).unwrap().into_session(s.id().clone());
         assert!(back.identity().same_as(&alice));
-        assert_eq!(back.roles().as_slice(), alice.roles().as_slice());
+        assert_eq!(back.identity().roles().as_slice(), alice.roles().as_slice());
         assert_eq!(back.created_at(), s.created_at());
         assert_eq!(back.last_access(), s.last_access());
         assert_eq!(back.deadline(), s.deadline());
