@@ -626,6 +626,62 @@ async fn adopted_ids_work<S: SessionStore>(store: S) {
     }
 }
 
+async fn delete_all_of_ends_every_session_of_that_identity_only<S: SessionStore>(store: S) {
+    let clock = ManualClock::starting_now();
+    let cap = limits(3, IdentityLimitPolicy::Reject, 1_000);
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        let session = new_session(&alice(), &clock);
+        store.create(&session, &cap).await.unwrap();
+        alices.push(session.id().clone());
+    }
+    let bobs = new_session(&bob(), &clock);
+    store.create(&bobs, &cap).await.unwrap();
+
+    let mut ended = store.delete_all_of("alice").await.unwrap();
+    ended.sort_by_key(|id| id.reveal().to_string());
+    alices.sort_by_key(|id| id.reveal().to_string());
+    assert_eq!(ended, alices);
+    for id in &alices {
+        assert!(store.get(id, clock.now()).await.unwrap().is_none());
+        assert!(store
+            .touch(id, "alice", clock.now())
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert!(store.get(bobs.id(), clock.now()).await.unwrap().is_some());
+    // Their cap slots are free again: three new sessions fit under Reject.
+    for _ in 0..3 {
+        store
+            .create(&new_session(&alice(), &clock), &cap)
+            .await
+            .unwrap();
+    }
+    assert!(store.delete_all_of("nobody").await.unwrap().is_empty());
+}
+
+async fn published_notices_reach_subscribers<S: SessionStore>(store: S) {
+    use mcp_session::ReplicaNotice;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = store.subscribe(Arc::new(move |notice: &ReplicaNotice| {
+        let _ = tx.send(notice.clone());
+    }));
+    let changed = ReplicaNotice::RolesChanged(Arc::from("alice:x"));
+    if !shared {
+        // An in-process store: nobody else to tell, and publishing is a no-op.
+        store.publish(&changed).await.unwrap();
+        assert!(rx.try_recv().is_err());
+        return;
+    }
+    let within = Duration::from_secs(5);
+    let first = tokio::time::timeout(within, rx.recv()).await.unwrap();
+    assert_eq!(first, Some(ReplicaNotice::Connected));
+    store.publish(&changed).await.unwrap();
+    let second = tokio::time::timeout(within, rx.recv()).await.unwrap();
+    assert_eq!(second, Some(changed));
+}
+
 // ---------------------------------------------------------------------------
 // Instantiation: every test above, once per store.
 
@@ -684,6 +740,8 @@ conformance!(
     no_touch_returns_a_session_after_its_delete,
     identity_round_trips,
     adopted_ids_work,
+    delete_all_of_ends_every_session_of_that_identity_only,
+    published_notices_reach_subscribers,
 );
 
 #[cfg(feature = "redis")]

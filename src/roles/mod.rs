@@ -88,6 +88,17 @@ pub trait RoleSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Roles, RoleLookupError>> + Send;
 }
 
+/// A shared source (for example one that the admin tools of a server also
+/// write to) is a source too.
+impl<T: RoleSource> RoleSource for std::sync::Arc<T> {
+    fn roles(
+        &self,
+        caller: &Identity,
+    ) -> impl Future<Output = Result<Roles, RoleLookupError>> + Send {
+        (**self).roles(caller)
+    }
+}
+
 /// The default [`RoleSource`]: the roles on the request's own [`Identity`],
 /// as the auth layer built it (for example from the token's claims). They
 /// are as fresh as the credential, so the manager never caches them.

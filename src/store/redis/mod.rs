@@ -1151,17 +1151,33 @@ impl SessionStore for RedisStore {
         self.bounded(fut).await?.map_err(|e| self.fail(e))
     }
 
+    /// `PUBLISH`, then (if this process subscribes too) a wait, bounded by
+    /// the command timeout, for the message to come back: by then Redis has
+    /// written it to every replica's subscriber connection.
     async fn publish(&self, notice: &ReplicaNotice) -> Result<(), StoreError> {
-        let Some(message) = notices::encode(notice) else {
+        let notices = &self.inner.notices;
+        let Some((message, echo)) = notices.outgoing(notice) else {
             return Ok(());
         };
         let mut conn = self.conn.clone();
         let mut publish = ::redis::cmd("PUBLISH");
-        publish.arg(self.inner.notices.channel()).arg(message);
-        self.bounded(publish.query_async::<i64>(&mut conn))
-            .await?
-            .map_err(|e| self.fail(e))?;
-        Ok(())
+        publish.arg(notices.channel()).arg(&message);
+        let sent = async {
+            publish
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            if let Some(echo) = echo {
+                // A lost subscriber drops the sender: nothing more to wait for.
+                let _ = echo.await;
+            }
+            Ok(())
+        };
+        let result = self.bounded(sent).await.and_then(|sent| sent);
+        if result.is_err() {
+            notices.forget_echo(&message);
+        }
+        result
     }
 
     fn subscribe(&self, listener: NoticeListener) -> bool {

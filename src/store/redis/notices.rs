@@ -13,6 +13,11 @@
 //!
 //! On a Cluster, `PUBLISH` through any node reaches subscribers on every
 //! node, so the subscriber connects to the first reachable seed node.
+//!
+//! A message is `<kind> <nonce> <payload>`. The nonce lets a publisher
+//! wait for its own message to come back through the channel: Redis writes
+//! a published message to every subscriber's connection in the same
+//! `PUBLISH`, so once it is back here it is on its way to every replica.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -43,6 +48,8 @@ pub(crate) struct Notices {
 struct Listeners {
     listeners: Vec<NoticeListener>,
     connected: bool,
+    /// Publishers of this process waiting for their message's echo.
+    echoes: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Listeners {
@@ -74,6 +81,30 @@ impl Notices {
 
     pub(crate) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// A message for `notice` and, if this process listens on the channel,
+    /// a receiver that fires when the message comes back through it.
+    pub(crate) fn outgoing(
+        &self,
+        notice: &ReplicaNotice,
+    ) -> Option<(String, Option<tokio::sync::oneshot::Receiver<()>>)> {
+        let nonce = rand::random::<u64>();
+        let message = encode(notice, nonce)?;
+        let mut state = lock(&self.state);
+        if !state.connected {
+            return Some((message, None));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        state.echoes.insert(nonce, tx);
+        Some((message, Some(rx)))
+    }
+
+    /// Stops waiting for an echo (the publish failed or timed out).
+    pub(crate) fn forget_echo(&self, message: &str) {
+        if let Some((_, nonce)) = decode(message.as_bytes()) {
+            lock(&self.state).echoes.remove(&nonce);
+        }
     }
 
     /// Registers a listener; see `SessionStore::subscribe`.
@@ -110,19 +141,26 @@ impl Notices {
 
 /// Encodes a notice as a channel message; `None` for notices that are
 /// local only (the channel's own state).
-pub(crate) fn encode(notice: &ReplicaNotice) -> Option<String> {
+fn encode(notice: &ReplicaNotice, nonce: u64) -> Option<String> {
     match notice {
-        ReplicaNotice::RolesChanged(identity_id) => Some(format!("roles:{identity_id}")),
+        ReplicaNotice::RolesChanged(identity_id) => {
+            Some(format!("roles {nonce:016x} {identity_id}"))
+        }
         ReplicaNotice::Connected | ReplicaNotice::Disconnected => None,
     }
 }
 
 /// Decodes a channel message; `None` for one this version does not know
 /// (a newer replica's), which is ignored.
-pub(crate) fn decode(payload: &[u8]) -> Option<ReplicaNotice> {
+fn decode(payload: &[u8]) -> Option<(ReplicaNotice, u64)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let identity_id = text.strip_prefix("roles:")?;
-    Some(ReplicaNotice::RolesChanged(Arc::from(identity_id)))
+    let (kind, rest) = text.split_once(' ')?;
+    let (nonce, identity_id) = rest.split_once(' ')?;
+    let nonce = u64::from_str_radix(nonce, 16).ok()?;
+    match kind {
+        "roles" => Some((ReplicaNotice::RolesChanged(Arc::from(identity_id)), nonce)),
+        _ => None,
+    }
 }
 
 /// Subscribes, passes notices on, and reconnects, until the store is dropped.
@@ -149,8 +187,12 @@ async fn subscriber(
                     tokio::select! {
                         message = messages.next() => match message {
                             Some(message) => {
-                                if let Some(notice) = decode(message.get_payload_bytes()) {
-                                    lock(&state).tell(&notice);
+                                if let Some((notice, nonce)) = decode(message.get_payload_bytes()) {
+                                    let mut state = lock(&state);
+                                    state.tell(&notice);
+                                    if let Some(echo) = state.echoes.remove(&nonce) {
+                                        let _ = echo.send(());
+                                    }
                                 }
                             }
                             None => break,
@@ -185,6 +227,8 @@ fn set_connected(state: &Mutex<Listeners>, connected: bool) {
     let mut state = lock(state);
     if state.connected != connected {
         state.connected = connected;
+        // Whoever waits for an echo stops waiting: it will not come.
+        state.echoes.clear();
         state.tell(if connected {
             &ReplicaNotice::Connected
         } else {
@@ -205,11 +249,12 @@ mod tests {
 
     #[test]
     fn notices_round_trip_and_unknown_ones_are_ignored() {
-        let notice = ReplicaNotice::RolesChanged(Arc::from("alice:with:colons"));
-        let encoded = encode(&notice).unwrap();
-        assert_eq!(decode(encoded.as_bytes()), Some(notice));
-        assert_eq!(decode(b"sessions-ended:x"), None);
+        let notice = ReplicaNotice::RolesChanged(Arc::from("alice with spaces:x"));
+        let encoded = encode(&notice, 0xfeed).unwrap();
+        assert_eq!(decode(encoded.as_bytes()), Some((notice, 0xfeed)));
+        assert_eq!(decode(b"sessions-ended 00 x"), None);
+        assert_eq!(decode(b"roles zz alice"), None);
         assert_eq!(decode(b"\xff"), None);
-        assert_eq!(encode(&ReplicaNotice::Connected), None);
+        assert_eq!(encode(&ReplicaNotice::Connected, 1), None);
     }
 }
