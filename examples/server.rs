@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
-//!                                [--redis-url redis://127.0.0.1:6379]
+//!                                [--redis-url redis://127.0.0.1:6379] [--roles-max-age-secs 60]
 //! ```
 //!
 //! - `--redis-url URL` (or the `REDIS_URL` environment variable): keep
@@ -19,9 +19,21 @@
 //! Either way, sessionless 2026-07-28 clients (`server/discover`, no
 //! `Mcp-Session-Id`) are served too, with the caller's identity and roles.
 //!
-//! Tokens (demo only): `Authorization: Bearer alice-token` is `alice`
-//! (roles `admin`, `reader`), `Bearer bob-token` is `bob` (`reader`).
-//! Tools: `whoami` and `admin_echo {"text"}` (role `admin`).
+//! Tokens (demo only): `Authorization: Bearer alice-token` is `alice`,
+//! `Bearer bob-token` is `bob`. Tokens carry no roles: they come from a demo
+//! directory (a [`RoleSource`]) — in memory, or in Redis with `--redis-url`
+//! so that replicas share it — where `alice` starts with `admin`, `reader`
+//! and `bob` with `reader`. The layer caches them per identity for at most
+//! `--roles-max-age-secs` (default 60).
+//!
+//! Tools:
+//! - `whoami`: the caller's identity, current roles and session id;
+//! - `admin_echo {"text"}`: echoes, for role `admin`;
+//! - `set_roles {"identity_id", "roles"}` (role `admin`): replaces that
+//!   identity's roles in the directory and invalidates them on every
+//!   replica; returns `{"identity_id", "roles"}`;
+//! - `revoke_sessions {"identity_id"}` (role `admin`): ends every session of
+//!   that identity on every replica; returns `{"terminated": <count>}`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,9 +49,10 @@ use axum::Router;
 use http::{header, StatusCode};
 use mcp_session::layer::codes;
 use mcp_session::rmcp::{Caller, MissingRole};
+use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
-    Config, IdMode, Identity, MokaStore, RedisStore, Role, SessionId, SessionLayer, SessionManager,
-    SessionStore,
+    Config, IdMode, Identity, MokaStore, RedisStore, Role, Roles, SessionId, SessionLayer,
+    SessionManager, SessionStore, DEFAULT_ROLES_MAX_AGE,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
@@ -52,13 +65,16 @@ use tower::ServiceBuilder;
 
 const USAGE: &str = "\
 usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt] [--redis-url URL]
+              [--roles-max-age-secs 60]
 
   --addr          address to listen on (default 127.0.0.1:8080)
   --timeout-secs  idle timeout of a session, in seconds (default 1800)
   --mode          mint: the layer mints session ids, rmcp runs stateless (default)
                   adopt: rmcp mints its own session ids, the layer binds them
-  --redis-url     keep sessions in Redis (also REDIS_URL), e.g. redis://127.0.0.1:6379;
-                  default: in memory";
+  --redis-url     keep sessions and the demo role directory in Redis (also REDIS_URL),
+                  e.g. redis://127.0.0.1:6379; default: in memory
+  --roles-max-age-secs
+                  longest a cached role lookup is used, in seconds (default 60)";
 
 /// Default number of live sessions the in-memory store holds.
 const MOKA_CAPACITY: u64 = 100_000;
@@ -76,8 +92,10 @@ pub struct Options {
     pub timeout: Duration,
     /// Who mints session ids.
     pub mode: IdMode,
-    /// Keep sessions in this Redis instead of in memory.
+    /// Keep sessions (and the demo directory) in this Redis instead of in memory.
     pub redis_url: Option<String>,
+    /// Longest a cached role lookup is used.
+    pub roles_max_age: Duration,
 }
 
 impl Default for Options {
@@ -87,6 +105,7 @@ impl Default for Options {
             timeout: Duration::from_secs(1800),
             mode: IdMode::Mint,
             redis_url: None,
+            roles_max_age: DEFAULT_ROLES_MAX_AGE,
         }
     }
 }
@@ -143,6 +162,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
                 };
             }
             "--redis-url" => options.redis_url = Some(value("--redis-url")?),
+            "--roles-max-age-secs" => {
+                let v = value("--roles-max-age-secs")?;
+                let secs: u64 = v.parse().map_err(|_| {
+                    format!("--roles-max-age-secs {v:?}: expected a whole number of seconds")
+                })?;
+                options.roles_max_age = Duration::from_secs(secs);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -172,8 +198,9 @@ fn main() -> ExitCode {
         let listener = TcpListener::bind(options.addr).await?;
         println!(
             "DEMO AUTH ONLY (fixed tokens, never use in production): \
-             `Authorization: Bearer alice-token` (alice: admin, reader), \
-             `Authorization: Bearer bob-token` (bob: reader)"
+             `Authorization: Bearer alice-token` (alice), `Authorization: Bearer bob-token` (bob); \
+             roles from the demo directory (alice: admin, reader; bob: reader), cached {}s at most",
+            options.roles_max_age.as_secs()
         );
         println!(
             "session ids: {}, idle timeout {}s",
@@ -217,28 +244,39 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match &options.redis_url {
         Some(url) => {
-            let store = RedisStore::connect(url).await.map_err(|error| {
+            let cannot = |error: &dyn std::fmt::Display| {
                 std::io::Error::other(format!("cannot use Redis at {url}: {error}"))
-            })?;
-            println!("session store: Redis at {url}");
-            serve_with_store(listener, &options, store, shutdown).await
+            };
+            let store = RedisStore::connect(url).await.map_err(|e| cannot(&e))?;
+            let directory = DemoDirectory::redis(url).await.map_err(|e| cannot(&e))?;
+            println!("session store and role directory: Redis at {url}");
+            serve_with_store(listener, &options, store, directory, shutdown).await
         }
         None => {
             println!("session store: in memory (moka, {MOKA_CAPACITY} sessions max)");
-            serve_with_store(listener, &options, MokaStore::new(MOKA_CAPACITY), shutdown).await
+            let store = MokaStore::new(MOKA_CAPACITY);
+            serve_with_store(listener, &options, store, DemoDirectory::memory(), shutdown).await
         }
     }
 }
 
-/// Serves with any session store.
+/// Serves with any session store and the demo role directory.
 pub async fn serve_with_store<S: SessionStore>(
     listener: TcpListener,
     options: &Options,
     store: S,
+    directory: DemoDirectory,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop_mcp = CancellationToken::new();
-    let app = app(session_layer(store, options), options, stop_mcp.clone());
+    let directory = Arc::new(directory);
+    let manager = session_manager(store, options, &directory);
+    let admin: Arc<dyn Admin> = Arc::new(AdminOps {
+        manager: manager.clone(),
+        directory,
+    });
+    let layer = SessionLayer::new(manager).id_mode(options.mode);
+    let app = app(layer, admin, options, stop_mcp.clone());
     // TCP_NODELAY: without it, rmcp's SSE replies on a reused keep-alive
     // connection wait ~40 ms each for delayed ACKs (Nagle).
     // Printed once the store is connected: from here on requests are served.
@@ -255,16 +293,27 @@ pub async fn serve_with_store<S: SessionStore>(
         .await
 }
 
-/// The session layer over `store`, configured from the options.
-pub fn session_layer<S: SessionStore>(store: S, options: &Options) -> SessionLayer<S> {
-    let config = Config::default().timeout(options.timeout);
-    SessionLayer::new(SessionManager::new(store, config)).id_mode(options.mode)
+/// The session manager over `store`, with roles from the demo directory,
+/// configured from the options.
+pub fn session_manager<S: SessionStore>(
+    store: S,
+    options: &Options,
+    directory: &Arc<DemoDirectory>,
+) -> SessionManager<S> {
+    let config = Config::default()
+        .timeout(options.timeout)
+        .roles_max_age(options.roles_max_age);
+    SessionManager::builder(store)
+        .config(config)
+        .role_source(directory.clone())
+        .build()
 }
 
 /// The app: `/mcp` is rmcp behind the session layer behind the demo auth.
 /// Cancelling `stop_mcp` ends rmcp's sessions and streams.
 pub fn app<S: SessionStore>(
     layer: SessionLayer<S>,
+    admin: Arc<dyn Admin>,
     options: &Options,
     stop_mcp: CancellationToken,
 ) -> Router {
@@ -282,7 +331,11 @@ pub fn app<S: SessionStore>(
             config.with_legacy_session_mode(true)
         }
     };
-    let rmcp = StreamableHttpService::new(|| Ok(DemoServer::new()), Arc::new(sessions), config);
+    let rmcp = StreamableHttpService::new(
+        move || Ok(DemoServer::new(admin.clone())),
+        Arc::new(sessions),
+        config,
+    );
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn(demo_bearer_auth)) // outermost: runs first
         .layer(layer)
@@ -294,9 +347,9 @@ pub fn app<S: SessionStore>(
 // DEMO-ONLY authentication
 // ---------------------------------------------------------------------------
 
-static ALICE: LazyLock<Identity> =
-    LazyLock::new(|| Identity::new("alice", "Alice", ["admin", "reader"]));
-static BOB: LazyLock<Identity> = LazyLock::new(|| Identity::new("bob", "Bob", ["reader"]));
+// Who the caller is, not what it may do: roles come from the directory.
+static ALICE: LazyLock<Identity> = LazyLock::new(|| Identity::new::<&str>("alice", "Alice", []));
+static BOB: LazyLock<Identity> = LazyLock::new(|| Identity::new::<&str>("bob", "Bob", []));
 
 /// DEMO ONLY: two fixed bearer tokens. A real server validates a token (JWT
 /// signature, introspection, …) and builds the `Identity` from its stable
@@ -350,6 +403,149 @@ fn unauthorized() -> Response {
 // The MCP server and its tools
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// The demo directory: where roles live
+// ---------------------------------------------------------------------------
+
+/// DEMO ONLY: the roles of each identity, in memory or in one Redis hash
+/// (shared by replicas). Identities it does not list have the initial roles
+/// below (alice: admin, reader; bob: reader; anyone else: none).
+pub enum DemoDirectory {
+    /// One process.
+    Memory(std::sync::RwLock<std::collections::HashMap<String, Roles>>),
+    /// Shared: field = identity id, value = the roles as a JSON array.
+    Redis(redis::aio::ConnectionManager),
+}
+
+const DIRECTORY_KEY: &str = "mcp-session-demo:directory";
+
+impl DemoDirectory {
+    /// A directory in this process's memory.
+    pub fn memory() -> Self {
+        DemoDirectory::Memory(Default::default())
+    }
+
+    /// A directory in Redis at `url`.
+    pub async fn redis(url: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(DemoDirectory::Redis(client.get_connection_manager().await?))
+    }
+
+    fn initial(identity_id: &str) -> Roles {
+        match identity_id {
+            "alice" => Roles::new(["admin", "reader"]),
+            "bob" => Roles::new(["reader"]),
+            _ => Roles::default(),
+        }
+    }
+
+    /// Replaces an identity's roles.
+    pub async fn set(&self, identity_id: &str, roles: &Roles) -> Result<(), String> {
+        match self {
+            DemoDirectory::Memory(map) => {
+                let mut map = map.write().map_err(|_| "directory lock poisoned")?;
+                map.insert(identity_id.to_string(), roles.clone());
+                Ok(())
+            }
+            DemoDirectory::Redis(conn) => {
+                let names: Vec<&str> = roles.iter().map(Role::as_str).collect();
+                let value = serde_json::to_string(&names).map_err(|e| e.to_string())?;
+                redis::cmd("HSET")
+                    .arg(DIRECTORY_KEY)
+                    .arg(identity_id)
+                    .arg(value)
+                    .query_async::<()>(&mut conn.clone())
+                    .await
+                    .map_err(|e| format!("directory unavailable: {e}"))
+            }
+        }
+    }
+}
+
+impl RoleSource for DemoDirectory {
+    async fn roles(&self, caller: &Identity) -> Result<Roles, RoleLookupError> {
+        let id = caller.id();
+        match self {
+            DemoDirectory::Memory(map) => {
+                let map = map
+                    .read()
+                    .map_err(|_| RoleLookupError::new("directory lock poisoned"))?;
+                Ok(map.get(id).cloned().unwrap_or_else(|| Self::initial(id)))
+            }
+            DemoDirectory::Redis(conn) => {
+                let value: Option<String> = redis::cmd("HGET")
+                    .arg(DIRECTORY_KEY)
+                    .arg(id)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .map_err(RoleLookupError::new)?;
+                match value {
+                    None => Ok(Self::initial(id)),
+                    Some(json) => {
+                        let names: Vec<String> =
+                            serde_json::from_str(&json).map_err(RoleLookupError::new)?;
+                        Ok(Roles::new(names))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the admin tools do, whatever the session store (the tools' server
+/// type is not generic over it).
+pub trait Admin: Send + Sync + 'static {
+    /// Replaces an identity's roles and invalidates them on every replica.
+    fn set_roles<'a>(
+        &'a self,
+        identity_id: &'a str,
+        roles: Roles,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+    /// Ends every session of an identity on every replica.
+    fn revoke_sessions<'a>(
+        &'a self,
+        identity_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<usize, String>> + Send + 'a>>;
+}
+
+struct AdminOps<S> {
+    manager: SessionManager<S>,
+    directory: Arc<DemoDirectory>,
+}
+
+impl<S: SessionStore> Admin for AdminOps<S> {
+    fn set_roles<'a>(
+        &'a self,
+        identity_id: &'a str,
+        roles: Roles,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.directory.set(identity_id, &roles).await?;
+            self.manager
+                .invalidate_roles(identity_id)
+                .await
+                .map_err(|e| format!("roles changed, but not every replica was told: {e}"))
+        })
+    }
+
+    fn revoke_sessions<'a>(
+        &'a self,
+        identity_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<usize, String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.manager
+                .revoke_sessions(identity_id)
+                .await
+                .map_err(|e| format!("could not revoke the sessions: {e}"))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The MCP server and its tools
+// ---------------------------------------------------------------------------
+
 /// Arguments of `admin_echo`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct EchoArgs {
@@ -357,16 +553,35 @@ pub struct EchoArgs {
     pub text: String,
 }
 
-/// The demo MCP server: two tools that show who calls and enforce a role.
+/// Arguments of `set_roles`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SetRolesArgs {
+    /// Whose roles to replace.
+    pub identity_id: String,
+    /// The new roles.
+    pub roles: Vec<String>,
+}
+
+/// Arguments of `revoke_sessions`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct RevokeArgs {
+    /// Whose sessions to end.
+    pub identity_id: String,
+}
+
+/// The demo MCP server: tools that show who calls, enforce a role, and
+/// administer roles and sessions.
 #[derive(Clone)]
 pub struct DemoServer {
     tool_router: ToolRouter<Self>,
+    admin: Arc<dyn Admin>,
 }
 
 impl DemoServer {
-    fn new() -> Self {
+    fn new(admin: Arc<dyn Admin>) -> Self {
         DemoServer {
             tool_router: Self::tool_router(),
+            admin,
         }
     }
 }
@@ -375,7 +590,7 @@ impl DemoServer {
 impl DemoServer {
     /// The caller's identity, roles and session id (null when sessionless).
     #[tool(
-        description = "Who is calling: identity id and name, roles, and the session id (null on sessionless requests)"
+        description = "Who is calling: identity id and name, current roles, and the session id (null on sessionless requests)"
     )]
     fn whoami(&self, caller: Caller) -> String {
         let roles: Vec<&str> = caller.roles().iter().map(Role::as_str).collect();
@@ -398,6 +613,35 @@ impl DemoServer {
         caller.require_role("admin")?;
         Ok(args.text)
     }
+
+    /// Replaces an identity's roles everywhere (admin only).
+    #[tool(
+        description = "Replace the roles of an identity in the directory; every replica uses them from the next request on. Requires the role `admin`. Returns {\"identity_id\", \"roles\"}."
+    )]
+    async fn set_roles(
+        &self,
+        caller: Caller,
+        Parameters(args): Parameters<SetRolesArgs>,
+    ) -> Result<String, String> {
+        caller.require_role("admin").map_err(|e| e.to_string())?;
+        let roles = Roles::new(args.roles.iter().map(String::as_str));
+        self.admin.set_roles(&args.identity_id, roles).await?;
+        Ok(serde_json::json!({"identity_id": args.identity_id, "roles": args.roles}).to_string())
+    }
+
+    /// Ends every session of an identity everywhere (admin only).
+    #[tool(
+        description = "End every session of an identity on every replica. Requires the role `admin`. Returns {\"terminated\": count}."
+    )]
+    async fn revoke_sessions(
+        &self,
+        caller: Caller,
+        Parameters(args): Parameters<RevokeArgs>,
+    ) -> Result<String, String> {
+        caller.require_role("admin").map_err(|e| e.to_string())?;
+        let terminated = self.admin.revoke_sessions(&args.identity_id).await?;
+        Ok(serde_json::json!({"terminated": terminated}).to_string())
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -410,7 +654,8 @@ impl ServerHandler for DemoServer {
             ))
             .with_instructions(
                 "Demo of identity-bound MCP sessions: `whoami` shows the caller, \
-                 `admin_echo` needs the admin role.",
+                 `admin_echo` needs the admin role, `set_roles` and `revoke_sessions` \
+                 administer roles and sessions (admin only).",
             )
     }
 }

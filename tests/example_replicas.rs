@@ -1,7 +1,8 @@
 //! Two processes of the example server (`cargo run --example server --
 //! --redis-url …`), on different ports, sharing one `redis-server` that this
 //! test starts: each serves the other's sessions, and a session terminated
-//! on one is gone on the other.
+//! on one is gone on the other; roles changed and sessions revoked through
+//! one replica's admin tools take effect on the other's next request.
 #![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
@@ -78,9 +79,19 @@ async fn post(
     session: Option<&str>,
     body: Value,
 ) -> reqwest::Response {
+    post_as(client, url, "alice-token", session, body).await
+}
+
+async fn post_as(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
     let mut req = client
         .post(url)
-        .bearer_auth("alice-token")
+        .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .json(&body);
     if let Some(id) = session {
@@ -143,4 +154,165 @@ async fn two_server_processes_share_sessions_through_redis() {
         whoami(&client, &a.url, &id).await.status(),
         StatusCode::NOT_FOUND
     );
+}
+
+/// A session of `token`'s caller on the replica at `url`.
+async fn initialize(client: &reqwest::Client, url: &str, token: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "replicas", "version": "1"}}});
+    let res = post_as(client, url, token, None, init).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Calls a tool; returns the HTTP status, and for a 200 whether the tool
+/// failed (`isError`) and its text.
+async fn call_tool(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+    name: &str,
+    arguments: Value,
+) -> (StatusCode, bool, String) {
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}});
+    let res = post_as(client, url, token, Some(session), call).await;
+    let status = res.status();
+    if status != StatusCode::OK {
+        return (status, false, res.text().await.unwrap());
+    }
+    let reply: Value = res.json().await.unwrap();
+    let result = &reply["result"];
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    (status, result["isError"] == true, text.to_string())
+}
+
+#[tokio::test]
+async fn roles_and_revocations_reach_every_replica_on_the_next_request() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Replica::start(&redis.url());
+    let b = Replica::start(&redis.url());
+    let client = reqwest::Client::new();
+    let (alice, bob) = ("alice-token", "bob-token");
+    let alice_session = initialize(&client, &a.url, alice).await;
+    let bob_session = initialize(&client, &b.url, bob).await;
+    let echo = json!({"text": "hi"});
+
+    // Bob is a reader: refused, with the role named.
+    let (status, failed, text) = call_tool(
+        &client,
+        &b.url,
+        bob,
+        &bob_session,
+        "admin_echo",
+        echo.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(failed && text.contains("`admin`"), "{text}");
+    let (_, failed, text) = call_tool(
+        &client,
+        &b.url,
+        bob,
+        &bob_session,
+        "set_roles",
+        json!({"identity_id": "bob", "roles": ["admin"]}),
+    )
+    .await;
+    assert!(
+        failed && text.contains("`admin`"),
+        "bob cannot promote himself: {text}"
+    );
+
+    // Alice (admin) promotes him through replica A; his very next call on B works.
+    let (_, failed, text) = call_tool(
+        &client,
+        &a.url,
+        alice,
+        &alice_session,
+        "set_roles",
+        json!({"identity_id": "bob", "roles": ["admin", "reader"]}),
+    )
+    .await;
+    assert!(!failed, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        reply,
+        json!({"identity_id": "bob", "roles": ["admin", "reader"]})
+    );
+    let (_, failed, text) = call_tool(
+        &client,
+        &b.url,
+        bob,
+        &bob_session,
+        "admin_echo",
+        echo.clone(),
+    )
+    .await;
+    assert!(!failed && text == "hi", "{text}");
+
+    // Alice demotes herself: her next admin_echo is refused, in the same
+    // session, on this replica and on the other one.
+    let (_, failed, text) = call_tool(
+        &client,
+        &a.url,
+        alice,
+        &alice_session,
+        "set_roles",
+        json!({"identity_id": "alice", "roles": ["reader"]}),
+    )
+    .await;
+    assert!(!failed, "{text}");
+    for url in [&a.url, &b.url] {
+        let (_, failed, text) = call_tool(
+            &client,
+            url,
+            alice,
+            &alice_session,
+            "admin_echo",
+            echo.clone(),
+        )
+        .await;
+        assert!(failed, "alice is no admin any more on {url}: {text}");
+        let (_, _, who) = call_tool(&client, url, alice, &alice_session, "whoami", json!({})).await;
+        let who: Value = serde_json::from_str(&who).unwrap();
+        assert_eq!(who["roles"], json!(["reader"]));
+    }
+
+    // Bob (admin now) revokes his own sessions, one on each replica.
+    let other_bob_session = initialize(&client, &a.url, bob).await;
+    let (_, failed, text) = call_tool(
+        &client,
+        &b.url,
+        bob,
+        &bob_session,
+        "revoke_sessions",
+        json!({"identity_id": "bob"}),
+    )
+    .await;
+    assert!(!failed, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"terminated": 2})
+    );
+    for url in [&a.url, &b.url] {
+        for session in [&bob_session, &other_bob_session] {
+            let (status, _, _) = call_tool(&client, url, bob, session, "whoami", json!({})).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        }
+    }
+    // A new session works, and alice's was untouched.
+    let fresh = initialize(&client, &b.url, bob).await;
+    let (status, failed, _) = call_tool(&client, &a.url, bob, &fresh, "whoami", json!({})).await;
+    assert!(status == StatusCode::OK && !failed);
+    let (status, _, _) =
+        call_tool(&client, &b.url, alice, &alice_session, "whoami", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -71,6 +71,7 @@ async fn check_example_server(mode: IdMode, session_ids: &str) {
         timeout: Duration::from_secs(1800),
         mode,
         redis_url: None,
+        ..server::Options::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server::serve(listener, options, async {

@@ -73,23 +73,16 @@ async fn invalidations_reach_the_other_replica_at_once(a: RedisStore, b: RedisSt
         assert_ne!(b.roles(&alice()).await.unwrap(), roles);
         let started = Instant::now();
         a.invalidate_roles("alice").await.unwrap();
-        // At once on the replica that invalidated...
+        let took = started.elapsed();
+        // `Ok` means every subscribed replica applied it: the very next
+        // lookup anywhere sees the change.
+        assert_eq!(b.roles(&alice()).await.unwrap(), roles, "round {round}");
         assert_eq!(a.roles(&alice()).await.unwrap(), roles, "round {round}");
-        // ...and as soon as the notice is through on the other one. (It
-        // was on its connection before `invalidate_roles` returned; what is
-        // measured is the other replica's task picking it up.)
-        while b.roles(&alice()).await.unwrap() != roles {
-            assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "round {round}: the other replica still authorizes with old roles after 1 s"
-            );
-            tokio::task::yield_now().await;
-        }
-        delays.push(started.elapsed());
+        delays.push(took);
     }
     delays.sort();
     eprintln!(
-        "invalidate_roles called → fresh on the other replica: median {:?}, max {:?}",
+        "invalidate_roles (publish + every replica's acknowledgement): median {:?}, max {:?}",
         delays[delays.len() / 2],
         delays[delays.len() - 1]
     );
@@ -128,7 +121,8 @@ async fn invalidations_reach_the_other_replica_on_a_cluster() {
     let a = RedisStore::connect_cluster_with_config(urls.clone(), config.clone())
         .await
         .unwrap();
-    // The other replica subscribes through another node.
+    // The other replica subscribes through another node: the publisher
+    // counts the subscribers of every seed node.
     urls.rotate_left(1);
     let b = RedisStore::connect_cluster_with_config(urls, config)
         .await

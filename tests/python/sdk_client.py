@@ -89,7 +89,7 @@ async def run_user(url: str, mode: str, user: str, session_ids: str) -> None:
 
             tools = await client.list_tools()
             names = sorted(t.name for t in tools.tools)
-            check(names == ["admin_echo", "whoami"], f"[{mode}] {user}: tools/list = {names}")
+            check(names == ["admin_echo", "revoke_sessions", "set_roles", "whoami"], f"[{mode}] {user}: tools/list = {names}")
 
             who = await client.call_tool("whoami", {})
             check(not who.is_error, f"[{mode}] {user}: whoami succeeds")

@@ -144,6 +144,25 @@
 //!   where it stopped: such a refusal is transient, and the backlog shrinks
 //!   by up to 1024 sessions per create.
 //!
+//! # Replica notices
+//!
+//! [`SessionStore::publish`] / [`SessionStore::subscribe`] carry
+//! [`ReplicaNotice`]s (role invalidations) between replicas over Redis
+//! pub/sub, on the channel `<prefix>notices`. Each store subscribes on the
+//! first reachable URL it was given (one extra connection, opened when a
+//! [`SessionManager`](crate::SessionManager) with a
+//! [`RoleSource`](crate::roles::RoleSource) is built over it) and
+//! acknowledges every notice it applies. `publish` returns `Ok` once every
+//! replica its `PUBLISH` reached has acknowledged: the next request
+//! anywhere sees the change. Otherwise it fails within the command timeout,
+//! and a replica that missed the notice keeps what it cached at most
+//! [`Config::roles_max_age`](crate::Config::roles_max_age). A replica whose
+//! subscription drops (connection lost, or a health-check `PING` every 2 s
+//! unanswered within the command timeout) stops using its cache until it is
+//! back, then drops it. Stores built from a connection you configured
+//! ([`RedisStore::from_connection_manager`]) have no subscription unless
+//! [`RedisStore::with_notices_from`] gives them one.
+//!
 //! # Failures
 //!
 //! Every store call is bounded by [`RedisStoreConfig::command_timeout`]
@@ -1151,33 +1170,25 @@ impl SessionStore for RedisStore {
         self.bounded(fut).await?.map_err(|e| self.fail(e))
     }
 
-    /// `PUBLISH`, then (if this process subscribes too) a wait, bounded by
-    /// the command timeout, for the message to come back: by then Redis has
-    /// written it to every replica's subscriber connection.
+    /// See [Replica notices](self#replica-notices): `Ok` once every
+    /// subscribed replica applied the notice.
     async fn publish(&self, notice: &ReplicaNotice) -> Result<(), StoreError> {
         let notices = &self.inner.notices;
-        let Some((message, echo)) = notices.outgoing(notice) else {
+        if notices.has_channel() {
+            return notices.publish(notice).await;
+        }
+        // No channel of our own: send it anyway for the replicas that have
+        // one, without waiting for them.
+        let Some(message) = notices::best_effort(notice) else {
             return Ok(());
         };
         let mut conn = self.conn.clone();
         let mut publish = ::redis::cmd("PUBLISH");
-        publish.arg(notices.channel()).arg(&message);
-        let sent = async {
-            publish
-                .query_async::<i64>(&mut conn)
-                .await
-                .map_err(|e| self.fail(e))?;
-            if let Some(echo) = echo {
-                // A lost subscriber drops the sender: nothing more to wait for.
-                let _ = echo.await;
-            }
-            Ok(())
-        };
-        let result = self.bounded(sent).await.and_then(|sent| sent);
-        if result.is_err() {
-            notices.forget_echo(&message);
-        }
-        result
+        publish.arg(notices.channel()).arg(message);
+        self.bounded(publish.query_async::<i64>(&mut conn))
+            .await?
+            .map_err(|e| self.fail(e))?;
+        Ok(())
     }
 
     fn subscribe(&self, listener: NoticeListener) -> bool {
