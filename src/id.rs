@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use rand::RngCore;
 
 use crate::error::InvalidSessionId;
 
@@ -52,11 +51,22 @@ enum Repr {
 }
 
 impl SessionId {
-    /// A fresh id: 32 bytes from the OS CSPRNG (via `rand`'s thread-local,
-    /// OS-seeded ChaCha generator).
+    /// A fresh id: 32 bytes straight from the operating system's CSPRNG
+    /// (`getrandom(2)` on Linux), one system call per id.
+    ///
+    /// Not from a user-space generator seeded once: such a generator's state
+    /// is copied by `fork`, so parent and child would mint the same ids.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes at all (on Linux
+    /// only before the kernel's pool is first initialized, long before a
+    /// server runs). There is no safe fallback for a credential-grade id.
     pub fn generate() -> Self {
         let mut bytes = [0u8; SESSION_ID_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
+        if let Err(error) = getrandom::fill(&mut bytes) {
+            panic!("the operating system's random number generator failed: {error}");
+        }
         SessionId(Repr::Minted(bytes))
     }
 
