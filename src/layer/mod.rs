@@ -4,7 +4,10 @@
 //!
 //! 1. finds the caller's [`Identity`] through a [`ResolveIdentity`] (by
 //!    default the `Identity` an auth layer put in the request extensions);
-//!    none → `401`;
+//!    none → `401` with `WWW-Authenticate: Bearer`, plus
+//!    `resource_metadata="…"` once
+//!    [`resource_metadata`](SessionLayer::resource_metadata) is set (MCP
+//!    authorization asks for it);
 //! 2. reads `Mcp-Session-Id`:
 //!    - present: malformed → `400` (no store call); unknown, expired,
 //!      terminated or owned by someone else → `404` (indistinguishable);
@@ -25,7 +28,8 @@
 //! either case: the session's cached roles, or the sessionless caller's own.
 //!
 //! Every error the layer answers itself carries a JSON-RPC error body; see
-//! [`codes`] for the codes and the README for the status table.
+//! [`codes`] for the codes and the README for the status table. `503` and
+//! `429` carry `Retry-After` ([`retry_after`](SessionLayer::retry_after)).
 //!
 //! # Ordering
 //!
@@ -70,7 +74,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -110,13 +114,15 @@ pub enum IdMode {
     Adopt,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) id_mode: IdMode,
     pub(crate) allow_anonymous: bool,
     pub(crate) max_initialize_body: usize,
     pub(crate) initialize_body_timeout: Duration,
     pub(crate) retry_after: Duration,
+    /// `WWW-Authenticate` on the layer's `401` (plain `Bearer` when `None`).
+    pub(crate) challenge: Option<HeaderValue>,
 }
 
 impl Default for Settings {
@@ -127,6 +133,7 @@ impl Default for Settings {
             max_initialize_body: DEFAULT_MAX_INITIALIZE_BODY,
             initialize_body_timeout: DEFAULT_INITIALIZE_BODY_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
+            challenge: None,
         }
     }
 }
@@ -154,7 +161,7 @@ impl<S, R: Clone> Clone for SessionLayer<S, R> {
         SessionLayer {
             manager: self.manager.clone(),
             resolver: self.resolver.clone(),
-            settings: self.settings,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -217,9 +224,39 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         self
     }
 
-    /// `Retry-After` sent with `503` answers (default 1 s).
+    /// `Retry-After` sent with `503` and `429` answers (default 1 s).
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.settings.retry_after = after;
+        self
+    }
+
+    /// Where the protected resource metadata (RFC 9728) is, for the layer's
+    /// own `401` answers: `WWW-Authenticate: Bearer resource_metadata="<url>"`,
+    /// as MCP authorization asks of a server (clients discover the
+    /// authorization server from it). Without it the challenge is a plain
+    /// `Bearer`.
+    ///
+    /// ```
+    /// use http::Uri;
+    /// use mcp_session::{SessionLayer, SessionManager};
+    ///
+    /// let layer = SessionLayer::new(SessionManager::default()).resource_metadata(
+    ///     Uri::from_static("https://mcp.example.com/.well-known/oauth-protected-resource"),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn resource_metadata(mut self, url: http::Uri) -> Self {
+        // A quoted-string: `"` and `\` are escaped. A `Uri` is visible
+        // ASCII, so the value is always a valid header value.
+        let mut quoted = String::new();
+        for c in url.to_string().chars() {
+            if c == '"' || c == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        self.settings.challenge =
+            HeaderValue::from_str(&format!("Bearer resource_metadata=\"{quoted}\"")).ok();
         self
     }
 
@@ -237,7 +274,7 @@ impl<T, S: SessionStore, R: ResolveIdentity> Layer<T> for SessionLayer<S, R> {
             inner,
             manager: self.manager.clone(),
             resolver: self.resolver.clone(),
-            settings: self.settings,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -256,7 +293,7 @@ impl<T: Clone, S, R: Clone> Clone for SessionMiddleware<T, S, R> {
             inner: self.inner.clone(),
             manager: self.manager.clone(),
             resolver: self.resolver.clone(),
-            settings: self.settings,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -307,7 +344,7 @@ where
         let identity = match self.resolver.resolve(&request) {
             Some(identity) => identity,
             None if self.settings.allow_anonymous => Cow::Owned(Identity::anonymous()),
-            None => return reject(Rejection::Unauthenticated),
+            None => return reject(Rejection::Unauthenticated(self.settings.challenge.clone())),
         };
         let verdict =
             match classify_headers(request.method(), request.headers(), self.settings.id_mode) {
@@ -320,7 +357,7 @@ where
                 ResponseFuture::boxed(unsessioned::terminate(
                     inner,
                     self.manager.clone(),
-                    self.settings,
+                    self.settings.clone(),
                     id,
                     identity,
                     request,
@@ -347,7 +384,7 @@ where
                 ResponseFuture::boxed(unsessioned::inspect_body(
                     inner,
                     self.manager.clone(),
-                    self.settings,
+                    self.settings.clone(),
                     identity,
                     request,
                 ))
