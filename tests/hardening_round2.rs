@@ -2,7 +2,7 @@
 //! the real rmcp `StreamableHttpService` behind the layer:
 //!
 //! - the layer's `429` carries `Retry-After`, its `401` can carry
-//!   `resource_metadata`.
+//!   `resource_metadata`, and only real dates count as protocol versions.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -249,7 +249,7 @@ fn initialize_body(version: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13 item 11: Retry-After on 429, resource_metadata on 401
+// Issue 13 item 11: Retry-After on 429, resource_metadata on 401, real dates
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
@@ -304,4 +304,30 @@ async fn resource_metadata_is_sent_as_a_valid_quoted_string() {
         answer.header("www-authenticate"),
         Some(r#"Bearer resource_metadata="https://example.com/a\"b""#)
     );
+}
+
+/// `2026-99-99` is no revision: the request is handshake-era and, without a
+/// session id, answered `400` by the layer (it used to pass as sessionless).
+#[tokio::test]
+async fn impossible_dates_are_not_sessionless_versions() {
+    let server = start(IdMode::Adopt, Config::default(), |layer| layer).await;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    for version in ["2026-99-99", "2026-02-30", "2026-07-32"] {
+        let headers = [
+            ("MCP-Protocol-Version", version),
+            ("Authorization", "Bearer gina"),
+        ];
+        let answer = raw_post(server.addr, &headers, list).await;
+        assert_eq!(answer.status, 400, "{version}: {answer:?}");
+        assert_eq!(answer.header("content-type"), Some("application/json"));
+        let error = answer.json();
+        assert_eq!(error["error"]["code"], -32600, "{version}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Mcp-Session-Id"),
+            "{version}: {error}"
+        );
+    }
 }

@@ -1,10 +1,11 @@
 //! Reading what a request is, from its headers (and, for a POST without a
 //! session id, its small body): which protocol era, which session.
 
-use std::borrow::Cow;
+use std::fmt;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::rejection::Rejection;
 use super::IdMode;
@@ -60,52 +61,222 @@ pub(crate) fn classify_headers(
 }
 
 /// Whether `MCP-Protocol-Version` names 2026-07-28 or a later revision.
-/// Revisions are `YYYY-MM-DD` dates, so byte order is date order.
+/// Revisions are `YYYY-MM-DD` dates of real days, so byte order is date order.
 pub(crate) fn is_sessionless_version(headers: &HeaderMap) -> bool {
     headers.get(MCP_PROTOCOL_VERSION).is_some_and(|v| {
         let v = v.as_bytes();
-        v.len() == SESSIONLESS_PROTOCOL_VERSION.len()
-            && v.iter().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    *b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            })
-            && v >= SESSIONLESS_PROTOCOL_VERSION.as_bytes()
+        is_calendar_date(v) && v >= SESSIONLESS_PROTOCOL_VERSION.as_bytes()
     })
+}
+
+/// `YYYY-MM-DD` naming a day that exists (`2026-02-29` and `2026-99-99` do not).
+fn is_calendar_date(v: &[u8]) -> bool {
+    let shape = v.len() == 10
+        && v.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape {
+        return false;
+    }
+    let number = |digits: &[u8]| {
+        digits
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let (year, month, day) = (number(&v[..4]), number(&v[5..7]), number(&v[8..]));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
 }
 
 /// What the body of a POST without a session id is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum BodyVerdict {
-    /// A handshake-era `initialize` request.
+    /// An `initialize` request.
     Initialize,
     /// `server/discover`: the sessionless probe.
     Discover,
-    /// Any other JSON-RPC message: it needs a session.
+    /// Any other JSON-RPC message, a batch without `initialize`, or a JSON
+    /// value that is not an object: in the handshake era it needs a session.
     NeedsSession,
 }
 
+/// Reads the body's top-level `method` in one pass: no tree is built, every
+/// other member is skipped (validated, not stored), so memory stays bounded
+/// by the body itself. Invalid JSON (or UTF-8) is refused.
 pub(crate) fn classify_body(body: &Bytes) -> Result<BodyVerdict, Rejection> {
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow, default)]
-        method: Option<Cow<'a, str>>,
+    // UTF-8 first, for the whole body: skipped strings are not decoded.
+    let text = std::str::from_utf8(body).map_err(|_| Rejection::InvalidJson)?;
+    let message: Message = serde_json::from_str(text).map_err(|_| Rejection::InvalidJson)?;
+    match message {
+        Message::Object(MethodName::Initialize) => Ok(BodyVerdict::Initialize),
+        Message::Object(MethodName::Discover) => Ok(BodyVerdict::Discover),
+        Message::Object(MethodName::Other) | Message::Other => Ok(BodyVerdict::NeedsSession),
+        // Which `method` the inner server would read is anyone's guess.
+        Message::AmbiguousMethod => Err(Rejection::AmbiguousMethod),
+        Message::Batch => Ok(BodyVerdict::NeedsSession),
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| Rejection::InvalidJson)?;
-    if !value.is_object() {
-        // Batches cannot carry initialize (and 2025-06-18+ has no batches).
-        return Ok(BodyVerdict::NeedsSession);
+}
+
+/// A JSON value read as a JSON-RPC message, keeping only what the layer needs.
+enum Message {
+    /// An object, by its top-level `method` (`Other` when absent).
+    Object(MethodName),
+    /// An object with more than one top-level `method` member.
+    AmbiguousMethod,
+    /// An array (batches cannot carry `initialize`; 2025-06-18+ has none).
+    Batch,
+    /// A string, number, boolean or null.
+    Other,
+}
+
+/// A `method` member's value.
+enum MethodName {
+    Initialize,
+    Discover,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor;
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = Message;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let mut method = None;
+                let mut repeated = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Method if method.is_none() => method = Some(map.next_value()?),
+                        Key::Method => {
+                            repeated = true;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(if repeated {
+                    Message::AmbiguousMethod
+                } else {
+                    Message::Object(method.unwrap_or(MethodName::Other))
+                })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Message::Batch)
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Message, E> {
+                Ok(Message::Other)
+            }
+        }
+        deserializer.deserialize_any(MessageVisitor)
     }
-    // Valid JSON whose `method` is not a string is not initialize either.
-    let probe: Probe<'_> = serde_json::from_slice(body).unwrap_or(Probe { method: None });
-    Ok(match probe.method.as_deref() {
-        Some("initialize") => BodyVerdict::Initialize,
-        Some("server/discover") => BodyVerdict::Discover,
-        _ => BodyVerdict::NeedsSession,
-    })
+}
+
+/// A top-level member name; escapes are decoded (`"meth\u006fd"` is `method`).
+enum Key {
+    Method,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(if key == "method" {
+                    Key::Method
+                } else {
+                    Key::Other
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MethodVisitor;
+        impl<'de> Visitor<'de> for MethodVisitor {
+            type Value = MethodName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a method name")
+            }
+
+            fn visit_str<E: de::Error>(self, method: &str) -> Result<MethodName, E> {
+                Ok(match method {
+                    "initialize" => MethodName::Initialize,
+                    "server/discover" => MethodName::Discover,
+                    _ => MethodName::Other,
+                })
+            }
+
+            // Not a string: not a method this layer acts on; skipped.
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MethodName, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MethodName::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MethodName, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MethodName::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<MethodName, E> {
+                Ok(MethodName::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<MethodName, E> {
+                Ok(MethodName::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<MethodName, E> {
+                Ok(MethodName::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MethodName, E> {
+                Ok(MethodName::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<MethodName, E> {
+                Ok(MethodName::Other)
+            }
+        }
+        deserializer.deserialize_any(MethodVisitor)
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +332,19 @@ mod tests {
             ("2025-06-18", false),
             ("garbage!!!", false),
             ("2026-07-2x", false),
+            // Real dates only.
+            ("2026-99-99", false),
+            ("2026-13-01", false),
+            ("2026-00-10", false),
+            ("2026-07-00", false),
+            ("2026-07-32", false),
+            ("2026-09-31", false),
+            ("2027-02-29", false),
+            ("2028-02-29", true),
+            ("2100-02-29", false),
+            ("2400-02-29", true),
+            ("9999-12-31", true),
+            ("2026-12-31", true),
         ] {
             let h = headers(&[("mcp-protocol-version", version.as_bytes())]);
             assert_eq!(is_sessionless_version(&h), sessionless, "{version}");
@@ -211,5 +395,106 @@ mod tests {
             classify_body(&b(r#"{"method":5}"#)).unwrap(),
             BodyVerdict::NeedsSession
         );
+        // Escapes in the member name and value are decoded.
+        assert_eq!(
+            classify_body(&b(r#"{"meth\u006fd":"initi\u0061lize"}"#)).unwrap(),
+            BodyVerdict::Initialize
+        );
+        // Two `method` members: the inner server might read either one.
+        assert_eq!(
+            classify_body(&b(r#"{"method":"tools/list","method":"initialize"}"#)).unwrap_err(),
+            Rejection::AmbiguousMethod
+        );
+        // Only the top level counts.
+        assert_eq!(
+            classify_body(&b(r#"{"params":{"method":"initialize"}}"#)).unwrap(),
+            BodyVerdict::NeedsSession
+        );
+        assert_eq!(classify_body(&b("")).unwrap_err(), Rejection::InvalidJson);
+        assert_eq!(
+            classify_body(&b(r#"{"method":"initialize"} x"#)).unwrap_err(),
+            Rejection::InvalidJson
+        );
+        // Invalid UTF-8 inside a skipped string is still invalid.
+        assert_eq!(
+            classify_body(&Bytes::from_static(
+                b"{\"method\":\"initialize\",\"x\":\"\xff\"}"
+            ))
+            .unwrap_err(),
+            Rejection::InvalidJson
+        );
+        // Deep nesting: skipped iteratively (serde_json keeps a bracket
+        // stack, no recursion). Never a stack overflow.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(classify_body(&b(&deep)).unwrap(), BodyVerdict::NeedsSession);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(classify_body(&b(&deep)).unwrap(), BodyVerdict::NeedsSession);
+    }
+
+    /// The previous classifier: a `serde_json::Value` tree, then a second
+    /// parse for `method`.
+    fn classify_body_by_tree(body: &Bytes) -> Result<BodyVerdict, Rejection> {
+        #[derive(serde::Deserialize)]
+        struct Probe<'a> {
+            #[serde(borrow, default)]
+            method: Option<std::borrow::Cow<'a, str>>,
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| Rejection::InvalidJson)?;
+        if !value.is_object() {
+            return Ok(BodyVerdict::NeedsSession);
+        }
+        let probe: Probe<'_> = serde_json::from_slice(body).unwrap_or(Probe { method: None });
+        Ok(match probe.method.as_deref() {
+            Some("initialize") => BodyVerdict::Initialize,
+            Some("server/discover") => BodyVerdict::Discover,
+            _ => BodyVerdict::NeedsSession,
+        })
+    }
+
+    /// Same answers as the tree-building classifier (but for a repeated
+    /// `method`, tested above).
+    #[test]
+    fn one_pass_agrees_with_the_tree() {
+        let corpus = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"a":[1,2,{"b":null}]}}"#,
+            r#"{"params":{},"method":"server/discover","id":"x"}"#,
+            r#"{"method":"notifications/initialized"}"#,
+            r#"{"method":null}"#,
+            r#"{"method":["initialize"]}"#,
+            r#"{"method":{"initialize":true}}"#,
+            r#"{"method":"initialize\u0000"}"#,
+            r#"{"id":1}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"[{"method":"tools/list"}]"#,
+            r#"[{"method":"initialize"}, 1, [{"method":"initialize"}]]"#,
+            r#""initialize""#,
+            "42",
+            "-1.5e3",
+            "true",
+            "null",
+            " \n{\"method\" : \"initialize\" }\t",
+            r#"{"method":"initialize",}"#,
+            r#"{"method":"initialize""#,
+            r#"{"method" "initialize"}"#,
+            r#"{'method':'initialize'}"#,
+            r#"{"method":"initialize"}{}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":01}"#,
+            r#"{"a":tru}"#,
+            "{\"a\":\"\u{1}\"}",
+            "\u{feff}{}",
+            "",
+            "   ",
+        ];
+        for text in corpus {
+            let body = Bytes::from(text.to_string());
+            assert_eq!(
+                classify_body(&body),
+                classify_body_by_tree(&body),
+                "{text:?}"
+            );
+        }
     }
 }

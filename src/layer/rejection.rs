@@ -44,6 +44,7 @@ pub(crate) enum Rejection {
     BodyTimeout,
     BodyUnreadable,
     InvalidJson,
+    AmbiguousMethod,
     UnusableUpstreamSessionId,
 }
 
@@ -127,6 +128,11 @@ impl Rejection {
                 StatusCode::BAD_REQUEST,
                 codes::PARSE_ERROR,
                 "request body is not valid JSON".into(),
+            ),
+            AmbiguousMethod => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "request body has more than one top-level \"method\" member".into(),
             ),
             UnusableUpstreamSessionId => (
                 StatusCode::BAD_GATEWAY,
