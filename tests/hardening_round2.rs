@@ -1,6 +1,11 @@
 //! Hardening, round 2 (issues 11 and 13), over real HTTP on 127.0.0.1 with
 //! the real rmcp `StreamableHttpService` behind the layer:
 //!
+//! - an `initialize` without a session id is a handshake whatever version
+//!   headers it carries: bound to the caller, counted, capped, in both id
+//!   modes (it used to take the sessionless path, unbound and uncounted);
+//! - sessionless-era bodies are read under their own, larger cap, and
+//!   handed on unchanged;
 //! - the layer's `429` carries `Retry-After`, its `401` can carry
 //!   `resource_metadata`, and only real dates count as protocol versions.
 
@@ -14,7 +19,8 @@ use axum::response::Response;
 use axum::Router;
 use http::Uri;
 use mcp_session::{
-    Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, SessionLayer, SessionManager,
+    Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer,
+    SessionManager,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{ServerCapabilities, ServerConfig};
@@ -246,6 +252,273 @@ fn initialize_body(version: &str) -> String {
         body["params"]["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": version});
     }
     body.to_string()
+}
+
+/// Every id an answer hands out must be a session the layer bound to the
+/// caller: otherwise the inner server holds state no cap or binding covers.
+async fn assert_bound(server: &Server, answer: &Answer, user: &str, context: &str) {
+    if let Some(id) = answer.header("mcp-session-id") {
+        let id = SessionId::parse_adopted(id).expect("a valid id");
+        let found = server.manager.get_for(&id, &identity(user)).await;
+        assert!(
+            found.is_ok(),
+            "{context}: the answer ({}) hands out session id {id} that the layer has not \
+             bound to {user}: {found:?}",
+            answer.status
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11 item 1: no bypass of binding and caps with a 2026 version header
+// ---------------------------------------------------------------------------
+
+struct Variant {
+    name: &'static str,
+    /// The `initialize` body's `protocolVersion` (rmcp insists it equals the
+    /// header).
+    version: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    /// `Mcp-Method` contradicts the body: rmcp refuses the request itself.
+    lies: bool,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "2026-07-28, canonical header name",
+        version: "2026-07-28",
+        headers: &[("MCP-Protocol-Version", "2026-07-28")],
+        lies: false,
+    },
+    Variant {
+        name: "2026-07-28, lowercase header name",
+        version: "2026-07-28",
+        headers: &[("mcp-protocol-version", "2026-07-28")],
+        lies: false,
+    },
+    Variant {
+        name: "2026-07-28, uppercase header name",
+        version: "2026-07-28",
+        headers: &[("MCP-PROTOCOL-VERSION", "2026-07-28")],
+        lies: false,
+    },
+    Variant {
+        name: "2027-01-01",
+        version: "2027-01-01",
+        headers: &[("Mcp-Protocol-Version", "2027-01-01")],
+        lies: false,
+    },
+    Variant {
+        name: "2026-07-28 with Mcp-Method: initialize",
+        version: "2026-07-28",
+        headers: &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "initialize"),
+        ],
+        lies: false,
+    },
+    Variant {
+        name: "2026-07-28 with Mcp-Method: tools/list (a lie)",
+        version: "2026-07-28",
+        headers: &[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+        ],
+        lies: true,
+    },
+    Variant {
+        name: "2027-01-01 with Mcp-Method: tools/list (a lie)",
+        version: "2027-01-01",
+        headers: &[
+            ("mcp-protocol-version", "2027-01-01"),
+            ("MCP-METHOD", "tools/list"),
+        ],
+        lies: true,
+    },
+];
+
+async fn no_bypass(mode: IdMode) {
+    let server = start(mode, capped_at_one(), |layer| layer).await;
+    let mut accepted = 0;
+    for (n, variant) in VARIANTS.iter().enumerate() {
+        // A fresh caller per variant: each starts with no session.
+        let user = format!("user-{n}");
+        let bearer = format!("Bearer {user}");
+        let mut headers = variant.headers.to_vec();
+        headers.push(("Authorization", &bearer));
+        let body = initialize_body(variant.version);
+
+        let first = raw_post(server.addr, &headers, &body).await;
+        let context = format!("{mode:?}, {}, first", variant.name);
+        assert_bound(&server, &first, &user, &context).await;
+        let second = raw_post(server.addr, &headers, &body).await;
+        let context = format!("{mode:?}, {}, second", variant.name);
+        assert_bound(&server, &second, &user, &context).await;
+
+        if variant.lies {
+            // rmcp refuses the contradiction; nothing may be left bound.
+            assert!(first.header("mcp-session-id").is_none(), "{context}");
+            assert!(second.header("mcp-session-id").is_none(), "{context}");
+            continue;
+        }
+        assert_eq!(first.status, 200, "{context}: {first:?}");
+        assert!(first.header("mcp-session-id").is_some(), "{context}");
+        assert!(first.json()["result"]["protocolVersion"].is_string());
+        accepted += 1;
+        // The cap holds: the second is refused by the layer.
+        assert_eq!(second.status, 429, "{context}: {second:?}");
+        assert!(second.header("mcp-session-id").is_none(), "{context}");
+        assert_eq!(second.header("retry-after"), Some("1"), "{context}");
+        assert_eq!(second.json()["error"]["code"], -32004, "{context}");
+    }
+    assert_eq!(accepted, VARIANTS.iter().filter(|v| !v.lies).count());
+}
+
+#[tokio::test]
+async fn adopt_mode_binds_and_caps_initialize_with_a_sessionless_version() {
+    no_bypass(IdMode::Adopt).await;
+}
+
+#[tokio::test]
+async fn mint_mode_binds_and_caps_initialize_with_a_sessionless_version() {
+    no_bypass(IdMode::Mint).await;
+}
+
+/// An id handed out for such an initialize is a working session: later
+/// requests with it reach rmcp (adopt mode: rmcp's own session).
+#[tokio::test]
+async fn the_session_of_a_2026_headed_initialize_works() {
+    for mode in [IdMode::Adopt, IdMode::Mint] {
+        let server = start(mode, capped_at_one(), |layer| layer).await;
+        let headers = [
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Authorization", "Bearer carol"),
+        ];
+        let init = raw_post(server.addr, &headers, &initialize_body("2026-07-28")).await;
+        assert_eq!(init.status, 200, "{mode:?}: {init:?}");
+        let version = init.json()["result"]["protocolVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let id = init.header("mcp-session-id").unwrap().to_string();
+        let in_session = [
+            ("Mcp-Session-Id", id.as_str()),
+            ("MCP-Protocol-Version", version.as_str()),
+            ("Authorization", "Bearer carol"),
+        ];
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let answer = raw_post(server.addr, &in_session, initialized).await;
+        assert_eq!(answer.status, 202, "{mode:?}: {answer:?}");
+        let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let answer = raw_post(server.addr, &in_session, list).await;
+        assert_eq!(answer.status, 200, "{mode:?}: {answer:?}");
+        assert_eq!(answer.json()["result"]["tools"][0]["name"], "length");
+        // Someone else holding the id: 404.
+        let stolen = [
+            ("Mcp-Session-Id", id.as_str()),
+            ("MCP-Protocol-Version", version.as_str()),
+            ("Authorization", "Bearer mallory"),
+        ];
+        assert_eq!(raw_post(server.addr, &stolen, list).await.status, 404);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sessionless bodies: read under their own cap, handed on unchanged
+// ---------------------------------------------------------------------------
+
+fn sessionless_call(text_len: usize) -> String {
+    json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": "length",
+            "arguments": {"text": "x".repeat(text_len)},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "big", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    })
+    .to_string()
+}
+
+const SESSIONLESS_CALL_HEADERS: &[(&str, &str)] = &[
+    ("MCP-Protocol-Version", "2026-07-28"),
+    ("Mcp-Method", "tools/call"),
+    ("Mcp-Name", "length"),
+    ("Authorization", "Bearer dave"),
+];
+
+#[tokio::test]
+async fn large_sessionless_tools_call_passes_through_unchanged() {
+    for mode in [IdMode::Adopt, IdMode::Mint] {
+        let server = start(mode, capped_at_one(), |layer| layer).await;
+        let text_len = 200 * 1024; // well over the 64 KiB initialize cap
+        let body = sessionless_call(text_len);
+        assert!(body.len() > 64 * 1024);
+        let answer = raw_post(server.addr, SESSIONLESS_CALL_HEADERS, &body).await;
+        assert_eq!(answer.status, 200, "{mode:?}: {answer:?}");
+        assert!(answer.header("mcp-session-id").is_none());
+        let reply = answer.json();
+        assert_eq!(
+            reply["result"]["content"][0]["text"],
+            text_len.to_string(),
+            "{mode:?}: {reply}"
+        );
+        assert!(server.manager.store().is_empty(), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn sessionless_body_over_its_cap_is_413() {
+    let server = start(IdMode::Adopt, capped_at_one(), |layer| {
+        layer.max_sessionless_body(128 * 1024)
+    })
+    .await;
+    let answer = raw_post(
+        server.addr,
+        SESSIONLESS_CALL_HEADERS,
+        &sessionless_call(100 * 1024),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answer = raw_post(
+        server.addr,
+        SESSIONLESS_CALL_HEADERS,
+        &sessionless_call(200 * 1024),
+    )
+    .await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(answer.json()["error"]["code"], -32600);
+}
+
+/// What the layer cannot read as one JSON-RPC message is refused by the
+/// layer itself, not handed to a server that might read it otherwise.
+#[tokio::test]
+async fn sessionless_bodies_the_layer_cannot_vouch_for_are_refused() {
+    let server = start(IdMode::Adopt, capped_at_one(), |layer| layer).await;
+    let headers = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Authorization", "Bearer erin"),
+    ];
+    for (body, code) in [
+        ("{not json", -32700),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"initialize","params":{}}"#,
+            -32600,
+        ),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]"#,
+            -32600,
+        ),
+    ] {
+        let answer = raw_post(server.addr, &headers, body).await;
+        assert_eq!(answer.status, 400, "{body}: {answer:?}");
+        assert_eq!(answer.json()["error"]["code"], code, "{body}");
+        assert!(answer.header("mcp-session-id").is_none());
+    }
+    assert!(server.manager.store().is_empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! Reading what a request is, from its headers (and, for a POST without a
-//! session id, its small body): which protocol era, which session.
+//! session id, its body): which protocol era, which session.
 
 use std::fmt;
 
@@ -19,15 +19,27 @@ pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protoc
 /// The first protocol revision without sessions (SEP-2567).
 pub const SESSIONLESS_PROTOCOL_VERSION: &str = "2026-07-28";
 
+/// Which protocol era a request without a session id claims, by its
+/// `MCP-Protocol-Version` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Era {
+    /// No version header, or one before 2026-07-28.
+    Handshake,
+    /// 2026-07-28 or a later revision.
+    Sessionless,
+}
+
 /// What the headers say about a request.
 #[derive(Debug)]
 pub(crate) enum HeaderVerdict {
     /// Carries a well-formed session id.
     Session(SessionId),
-    /// A sessionless-era (2026-07-28+) request: pass it through.
+    /// A sessionless-era (2026-07-28+) request other than a POST: pass it
+    /// through.
     Sessionless,
-    /// A POST without a session id in the handshake era: its body decides.
-    InspectBody,
+    /// A POST without a session id: its body decides, in either era (an
+    /// `initialize` is a handshake whatever version header it carries).
+    InspectBody(Era),
     /// Anything else without a session id (GET stream, DELETE, …).
     Missing,
 }
@@ -50,14 +62,16 @@ pub(crate) fn classify_headers(
             .map(HeaderVerdict::Session)
             .map_err(Rejection::MalformedSessionId);
     }
-    if is_sessionless_version(headers) {
-        return Ok(HeaderVerdict::Sessionless);
-    }
-    if method == Method::POST {
-        Ok(HeaderVerdict::InspectBody)
+    let era = if is_sessionless_version(headers) {
+        Era::Sessionless
     } else {
-        Ok(HeaderVerdict::Missing)
-    }
+        Era::Handshake
+    };
+    Ok(match (method == Method::POST, era) {
+        (true, era) => HeaderVerdict::InspectBody(era),
+        (false, Era::Sessionless) => HeaderVerdict::Sessionless,
+        (false, Era::Handshake) => HeaderVerdict::Missing,
+    })
 }
 
 /// Whether `MCP-Protocol-Version` names 2026-07-28 or a later revision.
@@ -106,6 +120,12 @@ pub(crate) enum BodyVerdict {
     /// Any other JSON-RPC message, a batch without `initialize`, or a JSON
     /// value that is not an object: in the handshake era it needs a session.
     NeedsSession,
+    /// A batch (array) with an `initialize` in it, which the specification
+    /// forbids: in the handshake era it needs a session like any batch; in
+    /// the sessionless era it is refused rather than passed on (a
+    /// batch-capable inner server would create a session the layer never
+    /// sees).
+    BatchWithInitialize,
 }
 
 /// Reads the body's top-level `method` in one pass: no tree is built, every
@@ -121,7 +141,8 @@ pub(crate) fn classify_body(body: &Bytes) -> Result<BodyVerdict, Rejection> {
         Message::Object(MethodName::Other) | Message::Other => Ok(BodyVerdict::NeedsSession),
         // Which `method` the inner server would read is anyone's guess.
         Message::AmbiguousMethod => Err(Rejection::AmbiguousMethod),
-        Message::Batch => Ok(BodyVerdict::NeedsSession),
+        Message::Batch { initialize: true } => Ok(BodyVerdict::BatchWithInitialize),
+        Message::Batch { initialize: false } => Ok(BodyVerdict::NeedsSession),
     }
 }
 
@@ -131,8 +152,8 @@ enum Message {
     Object(MethodName),
     /// An object with more than one top-level `method` member.
     AmbiguousMethod,
-    /// An array (batches cannot carry `initialize`; 2025-06-18+ has none).
-    Batch,
+    /// An array: whether any element (at any depth) is an `initialize`.
+    Batch { initialize: bool },
     /// A string, number, boolean or null.
     Other,
 }
@@ -177,8 +198,15 @@ impl<'de> Deserialize<'de> for Message {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Message::Batch)
+                let mut initialize = false;
+                while let Some(element) = seq.next_element::<Message>()? {
+                    initialize |= matches!(
+                        element,
+                        Message::Object(MethodName::Initialize)
+                            | Message::Batch { initialize: true }
+                    );
+                }
+                Ok(Message::Batch { initialize })
             }
 
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Message, E> {
@@ -350,8 +378,13 @@ mod tests {
             assert_eq!(is_sessionless_version(&h), sessionless, "{version}");
         }
         let h = headers(&[("mcp-protocol-version", b"2026-07-28")]);
+        // A POST's body decides in either era (it may be an initialize).
         assert!(matches!(
             classify_headers(&Method::POST, &h, IdMode::Mint).unwrap(),
+            HeaderVerdict::InspectBody(Era::Sessionless)
+        ));
+        assert!(matches!(
+            classify_headers(&Method::GET, &h, IdMode::Mint).unwrap(),
             HeaderVerdict::Sessionless
         ));
         assert!(matches!(
@@ -360,7 +393,7 @@ mod tests {
         ));
         assert!(matches!(
             classify_headers(&Method::POST, &HeaderMap::new(), IdMode::Mint).unwrap(),
-            HeaderVerdict::InspectBody
+            HeaderVerdict::InspectBody(Era::Handshake)
         ));
     }
 
@@ -384,7 +417,7 @@ mod tests {
         );
         assert_eq!(
             classify_body(&b(r#"[{"method":"initialize"}]"#)).unwrap(),
-            BodyVerdict::NeedsSession
+            BodyVerdict::BatchWithInitialize
         );
         assert_eq!(classify_body(&b("{")).unwrap_err(), Rejection::InvalidJson);
         assert_eq!(
@@ -405,6 +438,10 @@ mod tests {
             classify_body(&b(r#"{"method":"tools/list","method":"initialize"}"#)).unwrap_err(),
             Rejection::AmbiguousMethod
         );
+        assert_eq!(
+            classify_body(&b(r#"[{"method":"tools/list"},{"method":"initialize"}]"#)).unwrap(),
+            BodyVerdict::BatchWithInitialize
+        );
         // Only the top level counts.
         assert_eq!(
             classify_body(&b(r#"{"params":{"method":"initialize"}}"#)).unwrap(),
@@ -423,12 +460,16 @@ mod tests {
             .unwrap_err(),
             Rejection::InvalidJson
         );
-        // Deep nesting: skipped iteratively (serde_json keeps a bracket
-        // stack, no recursion). Never a stack overflow.
+        // Deep nesting: skipped iteratively inside a member (serde_json
+        // keeps a bracket stack, no recursion); refused at its depth limit
+        // where the layer itself descends (batches). Never a stack overflow.
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(classify_body(&b(&deep)).unwrap(), BodyVerdict::NeedsSession);
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(classify_body(&b(&deep)).unwrap(), BodyVerdict::NeedsSession);
+        assert_eq!(
+            classify_body(&b(&deep)).unwrap_err(),
+            Rejection::InvalidJson
+        );
     }
 
     /// The previous classifier: a `serde_json::Value` tree, then a second
@@ -452,8 +493,9 @@ mod tests {
         })
     }
 
-    /// Same answers as the tree-building classifier (but for a repeated
-    /// `method`, tested above).
+    /// Same answers as the tree-building classifier (a batch with an
+    /// `initialize` aside, which it called `NeedsSession`: the handshake era
+    /// still answers it so; and a repeated `method`, tested above).
     #[test]
     fn one_pass_agrees_with_the_tree() {
         let corpus = [
@@ -490,11 +532,11 @@ mod tests {
         ];
         for text in corpus {
             let body = Bytes::from(text.to_string());
-            assert_eq!(
-                classify_body(&body),
-                classify_body_by_tree(&body),
-                "{text:?}"
-            );
+            let verdict = match classify_body(&body) {
+                Ok(BodyVerdict::BatchWithInitialize) => Ok(BodyVerdict::NeedsSession),
+                other => other,
+            };
+            assert_eq!(verdict, classify_body_by_tree(&body), "{text:?}");
         }
     }
 }

@@ -15,14 +15,18 @@
 //!      goes on with the [`Session`](crate::Session) (which carries the
 //!      roles cached at its creation) and the caller's [`Identity`] in its
 //!      extensions. `DELETE` terminates it.
-//!    - absent, sessionless era (`MCP-Protocol-Version: 2026-07-28` or
-//!      later, or a `server/discover` body): passed through with the
-//!      caller's `Identity` and the [`Sessionless`] mark in the extensions;
-//!      no id is minted or demanded.
-//!    - absent, handshake era: a POST's body (capped, time-limited) is
-//!      read; `initialize` creates a session bound to the caller and its id
-//!      goes out on the 2xx response in `Mcp-Session-Id`; anything else →
-//!      `400`.
+//!    - absent, POST: the body is read (capped, time-limited: see
+//!      [Reading bodies](self#reading-bodies)) for its top-level `method`.
+//!      `initialize`, in either era and whatever `MCP-Protocol-Version` or
+//!      `Mcp-Method` say, creates a session bound to the caller and counted
+//!      against the caps; its id goes out on the 2xx response in
+//!      `Mcp-Session-Id`. `server/discover`, and anything else in the
+//!      sessionless era (`MCP-Protocol-Version: 2026-07-28` or a later real
+//!      date), is passed on with the caller's `Identity` and the
+//!      [`Sessionless`] mark in the extensions; no id is minted or
+//!      demanded. Anything else in the handshake era → `400`.
+//!    - absent, any other method: sessionless era → passed through as
+//!      above; handshake era → `400`.
 //!
 //! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
 //! either case: the session's cached roles, or the sessionless caller's own.
@@ -30,6 +34,33 @@
 //! Every error the layer answers itself carries a JSON-RPC error body; see
 //! [`codes`] for the codes and the README for the status table. `503` and
 //! `429` carry `Retry-After` ([`retry_after`](SessionLayer::retry_after)).
+//!
+//! # Reading bodies
+//!
+//! A POST without a session id is read whole before the inner service sees
+//! it, because only its body tells whether it is an `initialize`: headers
+//! can lie, and an inner server such as rmcp 3.11 creates a session for
+//! every `initialize`, whatever version it names. Passed on unread, such a
+//! request would leave a session the layer neither binds nor counts. Two
+//! caps apply:
+//!
+//! - handshake era: [`max_initialize_body`](SessionLayer::max_initialize_body)
+//!   (64 KiB): only `initialize` and `server/discover` come without a
+//!   session id;
+//! - sessionless era: [`max_sessionless_body`](SessionLayer::max_sessionless_body)
+//!   (4 MiB, rmcp's own request limit): every request comes without one,
+//!   and tool arguments can be large.
+//!
+//! Either way the body must arrive within
+//! [`initialize_body_timeout`](SessionLayer::initialize_body_timeout)
+//! (10 s); larger → `413`, slower → `408`. It is parsed once, without
+//! building a tree (only the top-level `method` is kept), and handed on
+//! byte for byte. What the layer cannot read as one JSON-RPC message is
+//! refused rather than passed to a server that might read it otherwise:
+//! invalid JSON or UTF-8 → `400` (`-32700`); two top-level `method`
+//! members → `400`; in the sessionless era, a batch holding an
+//! `initialize` → `400`. The cost: sessionless POSTs are buffered and
+//! parsed by the layer before the inner server parses them again.
 //!
 //! # Ordering
 //!
@@ -96,12 +127,15 @@ use crate::{
     Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, SessionManager, SessionStore,
 };
 
-/// Default cap on the body of a POST without a session id (read to detect
-/// `initialize`): 64 KiB.
+/// Default cap on the body of a handshake-era POST without a session id
+/// (read to detect `initialize`): 64 KiB.
 pub const DEFAULT_MAX_INITIALIZE_BODY: usize = 64 * 1024;
-/// Default time allowed to receive such a body: 10 seconds.
+/// Default cap on the body of a sessionless-era POST (read to make sure it is
+/// not an `initialize`): 4 MiB, rmcp's own default request limit.
+pub const DEFAULT_MAX_SESSIONLESS_BODY: usize = 4 * 1024 * 1024;
+/// Default time allowed to receive a body the layer reads: 10 seconds.
 pub const DEFAULT_INITIALIZE_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `Retry-After` on `503` answers: 1 second.
+/// Default `Retry-After` on `503` and `429` answers: 1 second.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Who mints session ids. See the [module docs](self#id-modes).
@@ -119,6 +153,7 @@ pub(crate) struct Settings {
     pub(crate) id_mode: IdMode,
     pub(crate) allow_anonymous: bool,
     pub(crate) max_initialize_body: usize,
+    pub(crate) max_sessionless_body: usize,
     pub(crate) initialize_body_timeout: Duration,
     pub(crate) retry_after: Duration,
     /// `WWW-Authenticate` on the layer's `401` (plain `Bearer` when `None`).
@@ -131,6 +166,7 @@ impl Default for Settings {
             id_mode: IdMode::Mint,
             allow_anonymous: false,
             max_initialize_body: DEFAULT_MAX_INITIALIZE_BODY,
+            max_sessionless_body: DEFAULT_MAX_SESSIONLESS_BODY,
             initialize_body_timeout: DEFAULT_INITIALIZE_BODY_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
             challenge: None,
@@ -211,14 +247,25 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         self
     }
 
-    /// Cap on the body of a POST without a session id (default 64 KiB);
-    /// larger → `413`.
+    /// Cap on the body of a handshake-era POST without a session id
+    /// (default 64 KiB); larger → `413`.
     pub fn max_initialize_body(mut self, bytes: usize) -> Self {
         self.settings.max_initialize_body = bytes;
         self
     }
 
-    /// Time allowed to receive that body (default 10 s); slower → `408`.
+    /// Cap on the body of a sessionless-era POST (`MCP-Protocol-Version:
+    /// 2026-07-28` or later, no session id), which the layer reads to make
+    /// sure it is not an `initialize` (default 4 MiB, rmcp's own limit);
+    /// larger → `413`. Keep it at least the inner server's own limit, or
+    /// the layer refuses requests the server would take.
+    pub fn max_sessionless_body(mut self, bytes: usize) -> Self {
+        self.settings.max_sessionless_body = bytes;
+        self
+    }
+
+    /// Time allowed to receive a body the layer reads (either cap above;
+    /// default 10 s); slower → `408`.
     pub fn initialize_body_timeout(mut self, timeout: Duration) -> Self {
         self.settings.initialize_body_timeout = timeout;
         self
@@ -379,12 +426,13 @@ where
                 request.extensions_mut().insert(Sessionless);
                 ResponseFuture::calling(inner, request)
             }
-            HeaderVerdict::InspectBody => {
+            HeaderVerdict::InspectBody(era) => {
                 let identity = identity.into_owned();
                 ResponseFuture::boxed(unsessioned::inspect_body(
                     inner,
                     self.manager.clone(),
                     self.settings.clone(),
+                    era,
                     identity,
                     request,
                 ))

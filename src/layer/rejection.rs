@@ -45,6 +45,7 @@ pub(crate) enum Rejection {
     BodyUnreadable,
     InvalidJson,
     AmbiguousMethod,
+    InitializeInBatch,
     UnusableUpstreamSessionId,
 }
 
@@ -133,6 +134,11 @@ impl Rejection {
                 StatusCode::BAD_REQUEST,
                 codes::INVALID_REQUEST,
                 "request body has more than one top-level \"method\" member".into(),
+            ),
+            InitializeInBatch => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "initialize must not be part of a JSON-RPC batch".into(),
             ),
             UnusableUpstreamSessionId => (
                 StatusCode::BAD_GATEWAY,
