@@ -206,28 +206,46 @@ where
     inner.call(request).await
 }
 
-/// Reads at most `max` bytes of body within `timeout`.
+/// Reads at most `max` bytes of body within `timeout`. A body that comes
+/// in one frame (the usual case for small bodies) is kept as it is, without
+/// a copy; a body in several frames is gathered into one buffer, sized from
+/// the body's declared length when it has one.
 async fn read_capped<B: Body<Data = Bytes>>(
     body: B,
     max: usize,
     timeout: Duration,
 ) -> Result<Bytes, Rejection> {
-    if body.size_hint().lower() > max as u64 {
+    let declared = body.size_hint().lower();
+    if declared > max as u64 {
         return Err(Rejection::BodyTooLarge(max));
     }
     let collect = async {
         let mut body = pin!(body);
-        let mut buf = BytesMut::new();
+        let mut first = Bytes::new();
+        let mut gathered: Option<BytesMut> = None;
+        let mut len = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| Rejection::BodyUnreadable)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > max {
-                    return Err(Rejection::BodyTooLarge(max));
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            len += data.len();
+            if len > max {
+                return Err(Rejection::BodyTooLarge(max));
+            }
+            match &mut gathered {
+                Some(buf) => buf.extend_from_slice(&data),
+                None if first.is_empty() => first = data,
+                None => {
+                    // `declared` is at most `max`: checked above.
+                    let mut buf = BytesMut::with_capacity(len.max(declared as usize));
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&data);
+                    gathered = Some(buf);
                 }
-                buf.extend_from_slice(&data);
             }
         }
-        Ok(buf.freeze())
+        Ok(gathered.map_or(first, BytesMut::freeze))
     };
     tokio::time::timeout(timeout, collect)
         .await
