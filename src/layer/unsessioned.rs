@@ -208,15 +208,16 @@ where
 
 /// Reads at most `max` bytes of body within `timeout`. A body that comes
 /// in one frame (the usual case for small bodies) is kept as it is, without
-/// a copy; a body in several frames is gathered into one buffer, sized from
-/// the body's declared length when it has one.
+/// a copy; a body in several frames is gathered into one buffer that grows
+/// with what has arrived (not sized from the declared length: a client
+/// could declare the cap, send two bytes and stall, holding the whole cap
+/// for the timeout at no cost to itself).
 async fn read_capped<B: Body<Data = Bytes>>(
     body: B,
     max: usize,
     timeout: Duration,
 ) -> Result<Bytes, Rejection> {
-    let declared = body.size_hint().lower();
-    if declared > max as u64 {
+    if body.size_hint().lower() > max as u64 {
         return Err(Rejection::BodyTooLarge(max));
     }
     let collect = async {
@@ -237,8 +238,7 @@ async fn read_capped<B: Body<Data = Bytes>>(
                 Some(buf) => buf.extend_from_slice(&data),
                 None if first.is_empty() => first = data,
                 None => {
-                    // `declared` is at most `max`: checked above.
-                    let mut buf = BytesMut::with_capacity(len.max(declared as usize));
+                    let mut buf = BytesMut::with_capacity(len);
                     buf.extend_from_slice(&first);
                     buf.extend_from_slice(&data);
                     gathered = Some(buf);
