@@ -1,7 +1,7 @@
 //! Session creation, in-process, on one core (current-thread runtime):
 //!
-//! - `id_generate`: `SessionId::generate()` alone (32 bytes from rand's
-//!   thread-local ChaCha generator, seeded from the OS);
+//! - `id_generate`: `SessionId::generate()` alone (32 bytes from the
+//!   operating system, one `getrandom` system call per id);
 //! - `manager_create/fresh`: `SessionManager::create` into a `MokaStore`
 //!   that starts empty for each criterion sample, 1,000 identities in turn,
 //!   no cap in reach (id generation, identity interning, store insert);

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use rand::RngCore;
 
 use crate::error::InvalidSessionId;
 
@@ -52,11 +51,22 @@ enum Repr {
 }
 
 impl SessionId {
-    /// A fresh id: 32 bytes from the OS CSPRNG (via `rand`'s thread-local,
-    /// OS-seeded ChaCha generator).
+    /// A fresh id: 32 bytes straight from the operating system's CSPRNG
+    /// (`getrandom(2)` on Linux), one system call per id.
+    ///
+    /// Not from a user-space generator seeded once: such a generator's state
+    /// is copied by `fork`, so parent and child would mint the same ids.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes at all (on Linux
+    /// only before the kernel's pool is first initialized, long before a
+    /// server runs). There is no safe fallback for a credential-grade id.
     pub fn generate() -> Self {
         let mut bytes = [0u8; SESSION_ID_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
+        if let Err(error) = getrandom::fill(&mut bytes) {
+            panic!("the operating system's random number generator failed: {error}");
+        }
         SessionId(Repr::Minted(bytes))
     }
 
@@ -200,26 +210,15 @@ fn decode_hex_word(x: u64) -> (u32, u64) {
 }
 
 impl std::hash::Hash for SessionId {
-    /// Hashes a minted id as one word folded from its 32 bytes: they are
-    /// CSPRNG output, so one word spreads them as well as all 32 would, and
-    /// a store's keyed hasher then runs over 8 bytes instead of 40 (this is
-    /// on every request). The fold takes every byte, so ids that an inner
-    /// server minted with a pattern (adopt mode) still spread.
+    /// Hashes all 32 bytes of a minted id through the store's keyed hasher.
+    /// Folding them into one word first would be cheaper, but the fold is
+    /// unkeyed: ids a client influences (adopt mode, `create_with_id`) could
+    /// then be built to collide without knowing the hasher's key, and flood
+    /// one bucket. `write` (not `[u8; 32]::hash`) skips the length prefix,
+    /// which is constant here.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match &self.0 {
-            Repr::Minted(bytes) => {
-                let word = |i: usize| {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-                    u64::from_ne_bytes(w)
-                };
-                state.write_u64(
-                    word(0)
-                        ^ word(1).rotate_left(17)
-                        ^ word(2).rotate_left(31)
-                        ^ word(3).rotate_left(47),
-                );
-            }
+            Repr::Minted(bytes) => state.write(bytes),
             Repr::Adopted(text) => text.hash(state),
         }
     }
@@ -290,8 +289,8 @@ mod tests {
         let adopted = SessionId::parse_adopted("6f1c0b6e-0a52").unwrap();
         let adopted_again = SessionId::parse_adopted("6f1c0b6e-0a52").unwrap();
         assert_eq!(state.hash_one(&adopted), state.hash_one(&adopted_again));
-        // Ids differing in any one byte land on different hashes (the fold
-        // takes every byte).
+        // Ids differing in any one byte land on different hashes (every
+        // byte goes to the hasher).
         let bytes = *id.minted_bytes().unwrap();
         let text = |b: &[u8; SESSION_ID_BYTES]| hex::encode(b);
         for i in 0..SESSION_ID_BYTES {
@@ -299,6 +298,28 @@ mod tests {
             other[i] ^= 1;
             let other = SessionId::parse(&text(&other)).unwrap();
             assert_ne!(state.hash_one(&id), state.hash_one(&other), "byte {i}");
+        }
+    }
+
+    /// Flipping bit k of word 0 and bit (k - 17) mod 64 of word 1 left the
+    /// old unkeyed fold (`w0 ^ w1.rotate_left(17) ^ ...`) unchanged, so such
+    /// pairs collided under every key.
+    #[test]
+    fn collisions_need_the_hashers_key() {
+        use std::hash::BuildHasher;
+        let base = *SessionId::generate().minted_bytes().unwrap();
+        let id = |b: &[u8; SESSION_ID_BYTES]| SessionId::parse(&hex::encode(b)).unwrap();
+        for k in 0..64usize {
+            let mut other = base;
+            let j = (k + 64 - 17) % 64;
+            other[k / 8] ^= 1 << (k % 8);
+            other[8 + j / 8] ^= 1 << (j % 8);
+            let state = std::collections::hash_map::RandomState::new();
+            assert_ne!(
+                state.hash_one(id(&base)),
+                state.hash_one(id(&other)),
+                "bit {k}"
+            );
         }
     }
 

@@ -36,6 +36,8 @@ use serde_json::json;
 use tower::{Layer, ServiceExt};
 
 const MAX_BODY: usize = 512;
+/// The layer's cap on sessionless-era bodies in these tests.
+const MAX_SESSIONLESS_BODY: usize = 2 * MAX_BODY;
 const PER_IDENTITY: usize = 2;
 const GLOBAL: usize = 5;
 /// How long a stalled body is waited for (the layer's body timeout, and the
@@ -458,15 +460,52 @@ fn is_adoptable(b: &[u8]) -> bool {
 }
 
 fn is_sessionless(v: &[u8]) -> bool {
-    v.len() == 10
+    let shape = v.len() == 10
         && v.iter().enumerate().all(|(i, b)| {
             if i == 4 || i == 7 {
                 *b == b'-'
             } else {
                 b.is_ascii_digit()
             }
-        })
+        });
+    // A real calendar date (2026-99-99 is none).
+    shape
+        && {
+            let text = std::str::from_utf8(v).unwrap();
+            let (y, m, d): (u32, u32, u32) = (
+                text[..4].parse().unwrap(),
+                text[5..7].parse().unwrap(),
+                text[8..].parse().unwrap(),
+            );
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let days = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            (1..=12).contains(&m) && (1..=days[m as usize - 1]).contains(&d)
+        }
         && v >= &b"2026-07-28"[..]
+}
+
+/// An `initialize` object, or a batch holding one at any depth.
+fn holds_initialize(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(items) => items.iter().any(holds_initialize),
+        serde_json::Value::Object(o) => {
+            o.get("method").and_then(|m| m.as_str()) == Some("initialize")
+        }
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
@@ -514,6 +553,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
     let layer = SessionLayer::new(manager.clone())
         .id_mode(case.mode)
         .max_initialize_body(MAX_BODY)
+        .max_sessionless_body(MAX_SESSIONLESS_BODY)
         .initialize_body_timeout(STALL);
     let seen: Slot<Seen> = Arc::default();
     let plan: Slot<InnerPlan> = Arc::default();
@@ -672,18 +712,24 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                 expected_session_in_inner = Some(Some(id));
                 break 'oracle Expect::Inner;
             }
-            if version_values.first().is_some_and(|v| is_sessionless(v)) {
-                expected_session_in_inner = Some(None);
-                break 'oracle Expect::Inner;
-            }
+            let sessionless = version_values.first().is_some_and(|v| is_sessionless(v));
             if spec.method != Method::POST {
+                if sessionless {
+                    expected_session_in_inner = Some(None);
+                    break 'oracle Expect::Inner;
+                }
                 break 'oracle Expect::Layer(400, codes::INVALID_REQUEST);
             }
-            // The body: capped, time-limited.
-            if spec.declare_len && spec.body.len() > MAX_BODY {
+            // The body, in either era: capped, time-limited.
+            let max_body = if sessionless {
+                MAX_SESSIONLESS_BODY
+            } else {
+                MAX_BODY
+            };
+            if spec.declare_len && spec.body.len() > max_body {
                 break 'oracle Expect::Layer(413, codes::INVALID_REQUEST);
             }
-            if spec.body.len() > MAX_BODY {
+            if spec.body.len() > max_body {
                 break 'oracle Expect::Layer(413, codes::INVALID_REQUEST);
             }
             match spec.end {
@@ -742,6 +788,14 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                         }
                     }
                 },
+                // A batch holding an initialize is refused in the sessionless era.
+                _ if sessionless && value.is_array() && holds_initialize(&value) => {
+                    Expect::Layer(400, codes::INVALID_REQUEST)
+                }
+                _ if sessionless => {
+                    expected_session_in_inner = Some(None);
+                    Expect::Inner
+                }
                 _ => Expect::Layer(400, codes::INVALID_REQUEST),
             }
         };
@@ -840,10 +894,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                     None => {}
                 }
                 // A body the layer read is replayed byte for byte.
-                if spec.method == Method::POST
-                    && session_values.is_empty()
-                    && !version_values.first().is_some_and(|v| is_sessionless(v))
-                {
+                if spec.method == Method::POST && session_values.is_empty() {
                     prop_assert_eq!(saw.body.as_deref(), Some(&spec.body[..]), "{}", ctx);
                 }
                 if new_session_expected {

@@ -4,7 +4,10 @@
 //!
 //! 1. finds the caller's [`Identity`] through a [`ResolveIdentity`] (by
 //!    default the `Identity` an auth layer put in the request extensions);
-//!    none → `401`;
+//!    none → `401` with `WWW-Authenticate: Bearer`, plus
+//!    `resource_metadata="…"` once
+//!    [`resource_metadata`](SessionLayer::resource_metadata) is set (MCP
+//!    authorization asks for it);
 //! 2. reads `Mcp-Session-Id`:
 //!    - present: malformed → `400` (no store call); unknown, expired,
 //!      terminated or owned by someone else → `404` (indistinguishable);
@@ -12,20 +15,52 @@
 //!      goes on with the [`Session`](crate::Session) (which carries the
 //!      roles cached at its creation) and the caller's [`Identity`] in its
 //!      extensions. `DELETE` terminates it.
-//!    - absent, sessionless era (`MCP-Protocol-Version: 2026-07-28` or
-//!      later, or a `server/discover` body): passed through with the
-//!      caller's `Identity` and the [`Sessionless`] mark in the extensions;
-//!      no id is minted or demanded.
-//!    - absent, handshake era: a POST's body (capped, time-limited) is
-//!      read; `initialize` creates a session bound to the caller and its id
-//!      goes out on the 2xx response in `Mcp-Session-Id`; anything else →
-//!      `400`.
+//!    - absent, POST: the body is read (capped, time-limited: see
+//!      [Reading bodies](self#reading-bodies)) for its top-level `method`.
+//!      `initialize`, in either era and whatever `MCP-Protocol-Version` or
+//!      `Mcp-Method` say, creates a session bound to the caller and counted
+//!      against the caps; its id goes out on the 2xx response in
+//!      `Mcp-Session-Id`. `server/discover`, and anything else in the
+//!      sessionless era (`MCP-Protocol-Version: 2026-07-28` or a later real
+//!      date), is passed on with the caller's `Identity` and the
+//!      [`Sessionless`] mark in the extensions; no id is minted or
+//!      demanded. Anything else in the handshake era → `400`.
+//!    - absent, any other method: sessionless era → passed through as
+//!      above; handshake era → `400`.
 //!
 //! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
 //! either case: the session's cached roles, or the sessionless caller's own.
 //!
 //! Every error the layer answers itself carries a JSON-RPC error body; see
-//! [`codes`] for the codes and the README for the status table.
+//! [`codes`] for the codes and the README for the status table. `503` and
+//! `429` carry `Retry-After` ([`retry_after`](SessionLayer::retry_after)).
+//!
+//! # Reading bodies
+//!
+//! A POST without a session id is read whole before the inner service sees
+//! it, because only its body tells whether it is an `initialize`: headers
+//! can lie, and an inner server such as rmcp 3.11 creates a session for
+//! every `initialize`, whatever version it names. Passed on unread, such a
+//! request would leave a session the layer neither binds nor counts. Two
+//! caps apply:
+//!
+//! - handshake era: [`max_initialize_body`](SessionLayer::max_initialize_body)
+//!   (64 KiB): only `initialize` and `server/discover` come without a
+//!   session id;
+//! - sessionless era: [`max_sessionless_body`](SessionLayer::max_sessionless_body)
+//!   (4 MiB, rmcp's own request limit): every request comes without one,
+//!   and tool arguments can be large.
+//!
+//! Either way the body must arrive within
+//! [`initialize_body_timeout`](SessionLayer::initialize_body_timeout)
+//! (10 s); larger → `413`, slower → `408`. It is parsed once, without
+//! building a tree (only the top-level `method` is kept), and handed on
+//! byte for byte. What the layer cannot read as one JSON-RPC message is
+//! refused rather than passed to a server that might read it otherwise:
+//! invalid JSON or UTF-8 → `400` (`-32700`); two top-level `method`
+//! members → `400`; in the sessionless era, a batch holding an
+//! `initialize` → `400`. The cost: sessionless POSTs are buffered and
+//! parsed by the layer before the inner server parses them again.
 //!
 //! # Ordering
 //!
@@ -71,7 +106,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -96,12 +131,15 @@ use crate::{
     SessionStore,
 };
 
-/// Default cap on the body of a POST without a session id (read to detect
-/// `initialize`): 64 KiB.
+/// Default cap on the body of a handshake-era POST without a session id
+/// (read to detect `initialize`): 64 KiB.
 pub const DEFAULT_MAX_INITIALIZE_BODY: usize = 64 * 1024;
-/// Default time allowed to receive such a body: 10 seconds.
+/// Default cap on the body of a sessionless-era POST (read to make sure it is
+/// not an `initialize`): 4 MiB, rmcp's own default request limit.
+pub const DEFAULT_MAX_SESSIONLESS_BODY: usize = 4 * 1024 * 1024;
+/// Default time allowed to receive a body the layer reads: 10 seconds.
 pub const DEFAULT_INITIALIZE_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `Retry-After` on `503` answers: 1 second.
+/// Default `Retry-After` on `503` and `429` answers: 1 second.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Who mints session ids. See the [module docs](self#id-modes).
@@ -114,13 +152,16 @@ pub enum IdMode {
     Adopt,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) id_mode: IdMode,
     pub(crate) allow_anonymous: bool,
     pub(crate) max_initialize_body: usize,
+    pub(crate) max_sessionless_body: usize,
     pub(crate) initialize_body_timeout: Duration,
     pub(crate) retry_after: Duration,
+    /// `WWW-Authenticate` on the layer's `401` (plain `Bearer` when `None`).
+    pub(crate) challenge: Option<HeaderValue>,
 }
 
 impl Default for Settings {
@@ -129,8 +170,10 @@ impl Default for Settings {
             id_mode: IdMode::Mint,
             allow_anonymous: false,
             max_initialize_body: DEFAULT_MAX_INITIALIZE_BODY,
+            max_sessionless_body: DEFAULT_MAX_SESSIONLESS_BODY,
             initialize_body_timeout: DEFAULT_INITIALIZE_BODY_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
+            challenge: None,
         }
     }
 }
@@ -158,7 +201,7 @@ impl<S, R: Clone> Clone for SessionLayer<S, R> {
         SessionLayer {
             manager: self.manager.clone(),
             resolver: self.resolver.clone(),
-            settings: self.settings,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -208,22 +251,63 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         self
     }
 
-    /// Cap on the body of a POST without a session id (default 64 KiB);
-    /// larger → `413`.
+    /// Cap on the body of a handshake-era POST without a session id
+    /// (default 64 KiB); larger → `413`.
     pub fn max_initialize_body(mut self, bytes: usize) -> Self {
         self.settings.max_initialize_body = bytes;
         self
     }
 
-    /// Time allowed to receive that body (default 10 s); slower → `408`.
+    /// Cap on the body of a sessionless-era POST (`MCP-Protocol-Version:
+    /// 2026-07-28` or later, no session id), which the layer reads to make
+    /// sure it is not an `initialize` (default 4 MiB, rmcp's own limit);
+    /// larger → `413`. Keep it at least the inner server's own limit, or
+    /// the layer refuses requests the server would take.
+    pub fn max_sessionless_body(mut self, bytes: usize) -> Self {
+        self.settings.max_sessionless_body = bytes;
+        self
+    }
+
+    /// Time allowed to receive a body the layer reads (either cap above;
+    /// default 10 s); slower → `408`.
     pub fn initialize_body_timeout(mut self, timeout: Duration) -> Self {
         self.settings.initialize_body_timeout = timeout;
         self
     }
 
-    /// `Retry-After` sent with `503` answers (default 1 s).
+    /// `Retry-After` sent with `503` and `429` answers (default 1 s).
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.settings.retry_after = after;
+        self
+    }
+
+    /// Where the protected resource metadata (RFC 9728) is, for the layer's
+    /// own `401` answers: `WWW-Authenticate: Bearer resource_metadata="<url>"`,
+    /// as MCP authorization asks of a server (clients discover the
+    /// authorization server from it). Without it the challenge is a plain
+    /// `Bearer`.
+    ///
+    /// ```
+    /// use http::Uri;
+    /// use mcp_session::{SessionLayer, SessionManager};
+    ///
+    /// let layer = SessionLayer::new(SessionManager::default()).resource_metadata(
+    ///     Uri::from_static("https://mcp.example.com/.well-known/oauth-protected-resource"),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn resource_metadata(mut self, url: http::Uri) -> Self {
+        // A quoted-string: `"` and `\` are escaped. A `Uri` is visible
+        // ASCII, so the value is always a valid header value.
+        let mut quoted = String::new();
+        for c in url.to_string().chars() {
+            if c == '"' || c == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        self.settings.challenge =
+            HeaderValue::from_str(&format!("Bearer resource_metadata=\"{quoted}\"")).ok();
         self
     }
 
@@ -326,7 +410,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         let identity = match self.resolver.resolve(&request) {
             Some(identity) => identity,
             None if self.settings.allow_anonymous => Cow::Owned(Identity::anonymous()),
-            None => return reject(Rejection::Unauthenticated),
+            None => return reject(Rejection::Unauthenticated(self.settings.challenge.clone())),
         };
         let verdict =
             match classify_headers(request.method(), request.headers(), self.settings.id_mode) {
@@ -356,7 +440,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                 ResponseFuture::boxed(unsessioned::terminate(
                     inner,
                     self.manager.clone(),
-                    self.settings,
+                    self.settings.clone(),
                     id,
                     identity,
                     request,
@@ -381,13 +465,14 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                 extensions.insert(Sessionless);
                 ResponseFuture::calling(inner, request)
             }
-            HeaderVerdict::InspectBody => {
+            HeaderVerdict::InspectBody(era) => {
                 let identity = identity.into_owned();
                 request.extensions_mut().insert(GrantedRoles(roles));
                 ResponseFuture::boxed(unsessioned::inspect_body(
                     inner,
                     self.manager.clone(),
-                    self.settings,
+                    self.settings.clone(),
+                    era,
                     identity,
                     request,
                 ))

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
@@ -34,7 +34,9 @@ pub mod codes {
 /// Why the layer refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rejection {
-    Unauthenticated,
+    /// With the `WWW-Authenticate` challenge to send (plain `Bearer` when
+    /// none is configured).
+    Unauthenticated(Option<HeaderValue>),
     MissingSessionId,
     RepeatedSessionId,
     MalformedSessionId(InvalidSessionId),
@@ -45,6 +47,8 @@ pub(crate) enum Rejection {
     BodyTimeout,
     BodyUnreadable,
     InvalidJson,
+    AmbiguousMethod,
+    InitializeInBatch,
     UnusableUpstreamSessionId,
     RolesUnavailable,
 }
@@ -70,7 +74,7 @@ impl Rejection {
     fn status_code_message(&self) -> (StatusCode, i64, String) {
         use Rejection::*;
         match self {
-            Unauthenticated => (
+            Unauthenticated(_) => (
                 StatusCode::UNAUTHORIZED,
                 codes::UNAUTHENTICATED,
                 "authentication required: no authenticated identity on the request".into(),
@@ -130,6 +134,16 @@ impl Rejection {
                 codes::PARSE_ERROR,
                 "request body is not valid JSON".into(),
             ),
+            AmbiguousMethod => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "request body has more than one top-level \"method\" member".into(),
+            ),
+            InitializeInBatch => (
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "initialize must not be part of a JSON-RPC batch".into(),
+            ),
             UnusableUpstreamSessionId => (
                 StatusCode::BAD_GATEWAY,
                 codes::UPSTREAM_ERROR,
@@ -145,6 +159,10 @@ impl Rejection {
 
     pub(crate) fn into_response<B>(self, retry_after: Duration) -> Response<ResponseBody<B>> {
         let (status, code, message) = self.status_code_message();
+        let challenge = match self {
+            Rejection::Unauthenticated(challenge) => challenge,
+            _ => None,
+        };
         let body = serde_json::json!({
             "jsonrpc": "2.0",
             "id": null,
@@ -154,13 +172,14 @@ impl Rejection {
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // RFC 9110 (503) and RFC 6585 (429): when to try again.
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
+                WWW_AUTHENTICATE,
+                challenge.unwrap_or(HeaderValue::from_static("Bearer")),
             );
         }
         response

@@ -1,6 +1,6 @@
-//! The rare paths, each several awaits long (so boxed): requests without a
-//! session id in the handshake era (`initialize`, `server/discover`), and
-//! `DELETE`.
+//! The paths that read a body or take several awaits (so boxed): POSTs
+//! without a session id in either era (`initialize`, `server/discover`,
+//! sessionless requests), and `DELETE`.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
-use super::classify::{classify_body, BodyVerdict, MCP_SESSION_ID};
+use super::classify::{classify_body, BodyVerdict, Era, MCP_SESSION_ID};
 use super::rejection::Rejection;
 use super::{insert_caller, IdMode, Settings};
 use crate::log::log_warn;
@@ -20,11 +20,15 @@ use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore};
 
 type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
 
-/// A POST without a session id: read its (small) body to see what it is.
+/// A POST without a session id: read its body (capped, time-limited) to see
+/// what it is. An `initialize` is a handshake in either era, whatever the
+/// version headers say: an inner server (rmcp) creates a session for it, so
+/// it must be bound, counted and capped like any other.
 pub(crate) async fn inspect_body<T, S, ReqB, ResB>(
     inner: T,
     manager: SessionManager<S>,
     settings: Settings,
+    era: Era,
     identity: Identity,
     request: Request<ReqB>,
 ) -> Answer<ResB, T::Error>
@@ -33,15 +37,14 @@ where
     S: SessionStore,
     ReqB: Body<Data = Bytes>,
 {
-    let reject = |r: Rejection| Ok(r.into_response(settings.retry_after));
+    let retry_after = settings.retry_after;
+    let reject = |r: Rejection| Ok(r.into_response(retry_after));
+    let max = match era {
+        Era::Handshake => settings.max_initialize_body,
+        Era::Sessionless => settings.max_sessionless_body,
+    };
     let (parts, body) = request.into_parts();
-    let bytes = match read_capped(
-        body,
-        settings.max_initialize_body,
-        settings.initialize_body_timeout,
-    )
-    .await
-    {
+    let bytes = match read_capped(body, max, settings.initialize_body_timeout).await {
         Ok(bytes) => bytes,
         Err(rejection) => return reject(rejection),
     };
@@ -49,14 +52,20 @@ where
         Ok(verdict) => verdict,
         Err(rejection) => return reject(rejection),
     };
+    // The inner service gets the very bytes the layer read.
     let mut request = Request::from_parts(parts, RequestBody::buffered(bytes));
-    match verdict {
-        BodyVerdict::NeedsSession => reject(Rejection::MissingSessionId),
-        BodyVerdict::Discover => {
+    match (verdict, era) {
+        (BodyVerdict::NeedsSession | BodyVerdict::BatchWithInitialize, Era::Handshake) => {
+            reject(Rejection::MissingSessionId)
+        }
+        (BodyVerdict::BatchWithInitialize, Era::Sessionless) => {
+            reject(Rejection::InitializeInBatch)
+        }
+        (BodyVerdict::NeedsSession | BodyVerdict::Discover, _) => {
             insert_caller(&mut request, identity);
             call(inner, request).await
         }
-        BodyVerdict::Initialize => match settings.id_mode {
+        (BodyVerdict::Initialize, _) => match settings.id_mode {
             IdMode::Mint => initialize_minting(inner, manager, settings, identity, request).await,
             IdMode::Adopt => initialize_adopting(inner, manager, settings, identity, request).await,
         },
@@ -197,7 +206,12 @@ where
     inner.call(request).await
 }
 
-/// Reads at most `max` bytes of body within `timeout`.
+/// Reads at most `max` bytes of body within `timeout`. A body that comes
+/// in one frame (the usual case for small bodies) is kept as it is, without
+/// a copy; a body in several frames is gathered into one buffer that grows
+/// with what has arrived (not sized from the declared length: a client
+/// could declare the cap, send two bytes and stall, holding the whole cap
+/// for the timeout at no cost to itself).
 async fn read_capped<B: Body<Data = Bytes>>(
     body: B,
     max: usize,
@@ -208,17 +222,30 @@ async fn read_capped<B: Body<Data = Bytes>>(
     }
     let collect = async {
         let mut body = pin!(body);
-        let mut buf = BytesMut::new();
+        let mut first = Bytes::new();
+        let mut gathered: Option<BytesMut> = None;
+        let mut len = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| Rejection::BodyUnreadable)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > max {
-                    return Err(Rejection::BodyTooLarge(max));
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            len += data.len();
+            if len > max {
+                return Err(Rejection::BodyTooLarge(max));
+            }
+            match &mut gathered {
+                Some(buf) => buf.extend_from_slice(&data),
+                None if first.is_empty() => first = data,
+                None => {
+                    let mut buf = BytesMut::with_capacity(len);
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&data);
+                    gathered = Some(buf);
                 }
-                buf.extend_from_slice(&data);
             }
         }
-        Ok(buf.freeze())
+        Ok(gathered.map_or(first, BytesMut::freeze))
     };
     tokio::time::timeout(timeout, collect)
         .await

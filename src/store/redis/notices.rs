@@ -151,7 +151,7 @@ impl Notices {
     /// acknowledged it (see the module docs). Local-only notices are not
     /// sent.
     pub(crate) async fn publish(&self, notice: &ReplicaNotice) -> Result<(), StoreError> {
-        let nonce = rand::random::<u64>();
+        let nonce = nonce();
         let Some(message) = encode(&Message::Notice(notice.clone(), nonce)) else {
             return Ok(());
         };
@@ -252,7 +252,15 @@ async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> Result<usize
 /// A notice as a message, for a store that has no channel of its own (no
 /// acknowledgement is awaited).
 pub(crate) fn best_effort(notice: &ReplicaNotice) -> Option<String> {
-    encode(&Message::Notice(notice.clone(), rand::random()))
+    encode(&Message::Notice(notice.clone(), nonce()))
+}
+
+/// Tells a publisher's acknowledgements apart from another's: unique, not
+/// secret (a replica that can publish on the channel is trusted anyway).
+fn nonce() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let distinct = getrandom::u64().unwrap_or(0);
+    distinct ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn encode(message: &Message) -> Option<String> {
