@@ -9,7 +9,11 @@
 //!   extensions, as an auth layer would leave it);
 //! - `layer`: `SessionLayer` over `MokaStore` (mint mode) around that inner
 //!   service: parse the header, look up, check the owner, slide the expiry,
-//!   put the `Session` (which carries the cached roles) into the extensions;
+//!   put the `Session` and the caller's roles (those on its `Identity`, the
+//!   default `RoleSource`) into the extensions;
+//! - `layer_role_cache`: the same with the roles from a `RoleSource` (an
+//!   in-memory directory) through the manager's per-identity role cache,
+//!   warm: what a server whose roles live in a directory pays per request;
 //! - `tower_sessions`: tower-sessions 0.14 (`SessionManagerLayer`) over
 //!   tower-sessions-moka-store 0.15 (the only pair that builds together),
 //!   `Expiry::OnInactivity(30 min)` and `with_always_save(true)` (its only way
@@ -45,8 +49,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::Empty;
 use mcp_session::layer::RequestBody;
+use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
-    Config, Identity, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer, SessionManager,
+    Config, Identity, IdentityLimitPolicy, MokaStore, Roles, SessionId, SessionLayer,
+    SessionManager,
 };
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
@@ -99,6 +105,15 @@ fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
     Ok(Response::new(Empty::new()))
 }
 
+/// Every identity's roles, from memory (what a directory would return).
+struct Directory;
+
+impl RoleSource for Directory {
+    async fn roles(&self, _caller: &Identity) -> Result<Roles, RoleLookupError> {
+        Ok(Roles::new(["reader", "writer"]))
+    }
+}
+
 /// Everything one session count needs, built once.
 struct Fixture {
     n: usize,
@@ -106,6 +121,9 @@ struct Fixture {
     /// `Mcp-Session-Id` values, session `k` owned by `identities[k % IDENTITIES]`.
     ours: Vec<HeaderValue>,
     manager: SessionManager<MokaStore>,
+    /// A manager over the same store whose roles come from [`Directory`],
+    /// its cache warm.
+    cached_roles: SessionManager<MokaStore>,
     /// `Cookie: id=…` values, same ownership.
     cookies: Vec<HeaderValue>,
     ts_store: tower_sessions_moka_store::MokaStore,
@@ -135,6 +153,15 @@ impl Fixture {
             ids
         });
         let t_ours = started.elapsed();
+        let cached_roles = SessionManager::builder(manager.store().clone())
+            .config(config)
+            .role_source(Directory)
+            .build();
+        rt.block_on(async {
+            for identity in &identities {
+                cached_roles.roles(identity).await.unwrap();
+            }
+        });
 
         let started = Instant::now();
         let ts_store = tower_sessions_moka_store::MokaStore::new(Some(n as u64 * 2));
@@ -186,6 +213,7 @@ impl Fixture {
             identities,
             ours,
             manager,
+            cached_roles,
             cookies,
             ts_store,
             floor,
@@ -264,6 +292,7 @@ fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
             ok()
         });
         let mut layer = SessionLayer::new(fx.manager.clone()).layer(inner);
+        let mut layer_role_cache = SessionLayer::new(fx.cached_roles.clone()).layer(inner);
         // (tower_sessions) sliding session with always-save over its moka store.
         let inner = service_fn(|r: Request<Empty<Bytes>>| async move {
             let session = r
@@ -305,6 +334,22 @@ fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
                         let req =
                             request(&MCP_SESSION_ID, &fx.ours[k], &fx.identities[k % IDENTITIES]);
                         let fut = layer.call(req);
+                        async move {
+                            let response = fut.await.unwrap();
+                            debug_assert_eq!(response.status(), 200);
+                            response
+                        }
+                    })
+                });
+            }
+            {
+                let keys = Keys::new(fx.n, pattern);
+                group.bench_function(id("layer_role_cache"), |b| {
+                    b.to_async(rt).iter(|| {
+                        let k = keys.next();
+                        let req =
+                            request(&MCP_SESSION_ID, &fx.ours[k], &fx.identities[k % IDENTITIES]);
+                        let fut = layer_role_cache.call(req);
                         async move {
                             let response = fut.await.unwrap();
                             debug_assert_eq!(response.status(), 200);
@@ -369,8 +414,10 @@ fn hot_path(c: &mut Criterion) {
     for (i, &n) in sizes.iter().enumerate() {
         let fx = Fixture::build(n, &rt);
         bench_size(c, &rt, &fx);
-        // Check the layer really served live sessions all along.
+        // Check the layer really served live sessions all along, and the
+        // role cache never went cold.
         assert_eq!(fx.manager.store().len(), n as u64);
+        assert_eq!(fx.cached_roles.cached_identities(), IDENTITIES);
         if i + 1 == sizes.len() {
             // Freeing a million moka entries takes seconds; the process ends anyway.
             std::mem::forget(fx);

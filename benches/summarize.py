@@ -75,6 +75,23 @@ def main():
                   f"{ratio:>8.2f}x {ok1:<6} {ns(ts_added):>8} {ts_ratio:>7.1f}x {ok2:<6}"
                   f"  {spread}")
 
+    print("\nrole cache on the hot path (layer_role_cache vs layer, whole request;"
+          " median of the per-round ratios; target <= 1.10x)")
+    for pattern in ("round_robin", "hot_key"):
+        for size in ("1k", "100k", "1M"):
+            ratios = []
+            for rnd in range(100):
+                layer = r.get(f"hot_path/{pattern}/layer/{size}-r{rnd}")
+                cached = r.get(f"hot_path/{pattern}/layer_role_cache/{size}-r{rnd}")
+                if not (layer and cached):
+                    break
+                ratios.append(cached[0] / layer[0])
+            if ratios:
+                ratio = statistics.median(ratios)
+                print(f"  {pattern + '/' + size:<20} {ratio:.3f}x "
+                      f"{'met' if ratio <= 1.10 else 'MISSED'}  "
+                      + " ".join(f"{x:.3f}" for x in ratios))
+
     create = r.get("creation/manager_create/fresh")
     if create:
         print(f"\ncreation: SessionManager::create {1e9 / create[0]:,.0f} sessions/s "
@@ -91,6 +108,9 @@ def main():
     if ours and theirs:
         print(f"\nredis: layer {ns(ours[0])}, tower-sessions {ns(theirs[0])} per request "
               f"({theirs[0] / ours[0]:.2f}x)")
+    inval = r.get("redis/invalidate_roles/two_replicas")
+    if inval:
+        print(f"redis: invalidate_roles, every replica acknowledged: {ns(inval[0])}")
 
 
 if __name__ == "__main__":

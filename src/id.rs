@@ -162,6 +162,38 @@ impl SessionId {
         }
     }
 
+    /// A 64-bit digest of the id, the same in every process and release:
+    /// how replicas name a session to each other (in
+    /// [`ReplicaNotice::SessionEnded`](crate::ReplicaNotice::SessionEnded))
+    /// without sending the id itself. It identifies, it does not
+    /// authenticate: a digest is no use for reaching a session.
+    ///
+    /// ```
+    /// use mcp_session::SessionId;
+    /// let id = SessionId::parse_adopted("6f1c0b6e-0a52-4c1e-9d39-1f8c3b1c2d4e").unwrap();
+    /// assert_eq!(id.digest(), SessionId::parse_adopted(&id.reveal()).unwrap().digest());
+    /// assert_ne!(id.digest(), SessionId::generate().digest());
+    /// ```
+    pub fn digest(&self) -> u64 {
+        // FNV-1a over the textual id: stable, and the same for a minted id
+        // whichever way it is held.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |byte: u8| {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        match &self.0 {
+            Repr::Minted(bytes) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for byte in bytes {
+                    eat(HEX[usize::from(byte >> 4)]);
+                    eat(HEX[usize::from(byte & 0xf)]);
+                }
+            }
+            Repr::Adopted(text) => text.bytes().for_each(eat),
+        }
+        hash
+    }
+
     /// The raw bytes of a minted id (`None` for adopted ids). Stores use this
     /// as a compact key.
     pub fn minted_bytes(&self) -> Option<&[u8; SESSION_ID_BYTES]> {

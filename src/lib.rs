@@ -51,6 +51,7 @@
 
 mod config;
 mod error;
+pub mod events;
 mod id;
 mod identity;
 mod log;
@@ -71,6 +72,7 @@ pub use config::{
     DEFAULT_ROLES_MAX_AGE, DEFAULT_TIMEOUT,
 };
 pub use error::{CapacityScope, InvalidSessionId, SessionError, StoreError};
+pub use events::{EndReason, SessionEnded};
 pub use id::{SessionId, MAX_ADOPTED_ID_LEN, SESSION_ID_BYTES, SESSION_ID_HEX_LEN};
 pub use identity::{Identity, Role, Roles};
 pub use layer::{IdMode, SessionLayer, SessionMiddleware};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::events::{EndReason, Hooks, OnSessionEnd, SessionEnded};
+use crate::log::log_warn;
 use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
 use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 use crate::{
@@ -44,6 +46,7 @@ struct Inner<S> {
     config: Config,
     clock: Arc<dyn Clock>,
     roles: RoleResolver,
+    hooks: Arc<Hooks>,
 }
 
 /// Where the roles of a request come from.
@@ -96,50 +99,72 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
         self
     }
 
-    /// The manager. With a role source over a store shared by replicas, it
-    /// subscribes to the store's notices, so that
-    /// [`SessionManager::invalidate_roles`] on any replica reaches its cache.
+    /// The manager. Over a store shared by replicas, it subscribes to the
+    /// store's notices: [`SessionManager::invalidate_roles`] on any replica
+    /// reaches its role cache, and sessions ended elsewhere reach its
+    /// [hooks](SessionManager::on_session_end).
     pub fn build(self) -> SessionManager<S> {
         let config = self.config;
-        let roles = match self.source {
-            None => RoleResolver::FromIdentity,
-            Some(source) => {
-                let cache = Arc::new(RoleCache::new(
-                    source,
-                    config.roles_max_age,
-                    config.roles_lookup_timeout,
-                    config.max_cached_identities,
-                ));
-                // Untrusted until the store says its channel is up: an
-                // invalidation sent before then would be missed.
-                cache.set_trusted(false);
-                if !self.store.subscribe(notice_listener(&cache)) {
-                    cache.set_trusted(true); // one process: nothing to miss
-                }
-                RoleResolver::Cached(cache)
-            }
-        };
+        let cache = self.source.map(|source| {
+            Arc::new(RoleCache::new(
+                source,
+                config.roles_max_age,
+                config.roles_lookup_timeout,
+                config.max_cached_identities,
+            ))
+        });
+        let hooks = Arc::new(Hooks::default());
+        if let Some(cache) = &cache {
+            // Untrusted until the store says its channel is up: an
+            // invalidation sent before then would be missed.
+            cache.set_trusted(false);
+        }
+        let shared = self
+            .store
+            .subscribe(notice_listener(cache.as_ref(), &hooks));
+        if let (Some(cache), false) = (&cache, shared) {
+            cache.set_trusted(true); // one process: nothing to miss
+        }
         SessionManager {
             inner: Arc::new(Inner {
                 store: self.store,
                 config,
                 clock: self.clock,
-                roles,
+                roles: cache.map_or(RoleResolver::FromIdentity, RoleResolver::Cached),
+                hooks,
             }),
         }
     }
 }
 
-/// What a role cache does with the notices of its store. Holds the cache
-/// weakly: a dropped manager stops listening.
-fn notice_listener(cache: &Arc<RoleCache>) -> NoticeListener {
-    let cache = Arc::downgrade(cache);
+/// What a manager does with the notices of its store. Holds the role cache
+/// and the hooks weakly: a dropped manager stops listening.
+fn notice_listener(cache: Option<&Arc<RoleCache>>, hooks: &Arc<Hooks>) -> NoticeListener {
+    let cache = cache.map(Arc::downgrade);
+    let hooks = Arc::downgrade(hooks);
     Arc::new(move |notice: &ReplicaNotice| {
-        let Some(cache) = cache.upgrade() else { return };
+        let cache = cache.as_ref().and_then(std::sync::Weak::upgrade);
         match notice {
-            ReplicaNotice::RolesChanged(identity_id) => cache.invalidate(identity_id),
-            ReplicaNotice::Connected => cache.set_trusted(true),
-            ReplicaNotice::Disconnected => cache.set_trusted(false),
+            ReplicaNotice::RolesChanged(identity_id) => {
+                if let Some(cache) = cache {
+                    cache.invalidate(identity_id);
+                }
+            }
+            ReplicaNotice::Connected => {
+                if let Some(cache) = cache {
+                    cache.set_trusted(true);
+                }
+            }
+            ReplicaNotice::Disconnected => {
+                if let Some(cache) = cache {
+                    cache.set_trusted(false);
+                }
+            }
+            ReplicaNotice::SessionEnded { digest, reason } => {
+                if let Some(hooks) = hooks.upgrade() {
+                    hooks.tell(&SessionEnded::remote(*digest, *reason));
+                }
+            }
         }
     })
 }
@@ -242,6 +267,9 @@ impl<S: SessionStore> SessionManager<S> {
             config.max_lifetime,
         );
         let outcome = self.inner.store.create(&session, &config.limits).await?;
+        for evicted in &outcome.evicted {
+            self.ended(evicted, EndReason::Evicted);
+        }
         Ok((session, outcome))
     }
 
@@ -303,7 +331,7 @@ impl<S: SessionStore> SessionManager<S> {
 
     /// Terminates the session. [`SessionError::NotFound`] if there was none.
     pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
-        if self.inner.store.delete(id).await? {
+        if self.end(id, EndReason::Deleted).await? {
             Ok(())
         } else {
             Err(SessionError::NotFound)
@@ -324,8 +352,75 @@ impl<S: SessionStore> SessionManager<S> {
     /// out for good, stop authenticating it (or take its roles away) first.
     pub async fn revoke_sessions(&self, identity_id: &str) -> Result<usize, SessionError> {
         let ended = self.inner.store.delete_all_of(identity_id).await?;
+        for id in &ended {
+            self.ended(id, EndReason::Revoked);
+        }
         self.invalidate_roles(identity_id).await?;
         Ok(ended.len())
+    }
+
+    // -- Lifecycle events ----------------------------------------------------
+
+    /// Removes a session for `reason`; whether there was one to remove.
+    pub(crate) async fn end(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<bool, SessionError> {
+        let removed = self.inner.store.delete(id).await?;
+        if removed {
+            self.ended(id, reason);
+        }
+        Ok(removed)
+    }
+
+    /// Registers a hook told of every session end: those this manager
+    /// causes, those reported with [`SessionManager::report_end`], and
+    /// (over a store with a notice channel) those on other replicas. See
+    /// the [`events`](crate::events) module.
+    ///
+    /// ```
+    /// use mcp_session::events::{EndReason, SessionEnded};
+    /// use mcp_session::{Identity, SessionManager};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = SessionManager::default();
+    /// let ends = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = ends.clone();
+    /// manager.on_session_end(move |ended: &SessionEnded| seen.lock().unwrap().push(ended.reason()));
+    /// let session = manager.create(&Identity::new("alice", "Alice", ["reader"])).await.unwrap();
+    /// manager.delete(session.id()).await.unwrap();
+    /// assert_eq!(*ends.lock().unwrap(), [EndReason::Deleted]);
+    /// # });
+    /// ```
+    pub fn on_session_end(&self, hook: impl OnSessionEnd) {
+        self.inner.hooks.add(Arc::new(hook));
+    }
+
+    /// Reports the end of a session this manager did not end itself: for
+    /// example one an inner server created that was then refused. Its hooks
+    /// are told, and so are the other replicas'.
+    pub fn report_end(&self, id: &SessionId, reason: EndReason) {
+        self.ended(id, reason);
+    }
+
+    /// Tells the hooks here, and the other replicas (in the background: an
+    /// end never waits on them).
+    fn ended(&self, id: &SessionId, reason: EndReason) {
+        self.inner.hooks.tell(&SessionEnded::local(id, reason));
+        let notice = ReplicaNotice::SessionEnded {
+            digest: id.digest(),
+            reason,
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let manager = self.clone();
+            runtime.spawn(async move {
+                if let Err(error) = manager.inner.store.publish(&notice).await {
+                    log_warn!(error; "could not tell the other replicas of a session end");
+                }
+            });
+        }
     }
 
     // -- Roles ---------------------------------------------------------------

@@ -661,6 +661,9 @@ async fn delete_all_of_ends_every_session_of_that_identity_only<S: SessionStore>
     assert!(store.delete_all_of("nobody").await.unwrap().is_empty());
 }
 
+/// A store's own listeners hear its channel's state; its own notices are
+/// acknowledged but not echoed back (the publisher applied them already).
+/// Delivery to other replicas: tests/roles_replicas.rs.
 async fn published_notices_reach_subscribers<S: SessionStore>(store: S) {
     use mcp_session::ReplicaNotice;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -677,9 +680,15 @@ async fn published_notices_reach_subscribers<S: SessionStore>(store: S) {
     let within = Duration::from_secs(5);
     let first = tokio::time::timeout(within, rx.recv()).await.unwrap();
     assert_eq!(first, Some(ReplicaNotice::Connected));
+    // `Ok` only once this store's own subscriber acknowledged it.
     store.publish(&changed).await.unwrap();
-    let second = tokio::time::timeout(within, rx.recv()).await.unwrap();
-    assert_eq!(second, Some(changed));
+    let ended = ReplicaNotice::SessionEnded {
+        digest: 7,
+        reason: mcp_session::EndReason::Revoked,
+    };
+    store.publish(&ended).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.try_recv().is_err(), "its own notices are not echoed");
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::local::StreamGuard;
+
 pin_project! {
     /// The request body the inner service receives: the original stream, or
     /// the bytes the layer already read (to detect `initialize`).
@@ -76,6 +78,9 @@ pin_project! {
     pub enum ResponseBody<B> {
         /// The inner service's `body`.
         Inner { #[pin] body: B },
+        /// The inner service's event stream on a session: it ends when the
+        /// session does (`guard` also keeps the session alive meanwhile).
+        Stream { #[pin] body: B, guard: Box<StreamGuard> },
         /// A body the layer produced (a JSON-RPC error, or empty): `bytes` not yet sent.
         Layer { bytes: Option<Bytes> },
     }
@@ -93,6 +98,13 @@ impl<B> ResponseBody<B> {
     pub(crate) fn empty() -> Self {
         ResponseBody::Layer { bytes: None }
     }
+
+    pub(crate) fn stream(body: B, guard: StreamGuard) -> Self {
+        ResponseBody::Stream {
+            body,
+            guard: Box::new(guard),
+        }
+    }
 }
 
 impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
@@ -105,6 +117,12 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             ResponseBodyProj::Inner { body } => body.poll_frame(cx),
+            ResponseBodyProj::Stream { body, guard } => {
+                if guard.poll_ended(cx).is_ready() {
+                    return Poll::Ready(None); // the session ended: so does its stream
+                }
+                body.poll_frame(cx)
+            }
             ResponseBodyProj::Layer { bytes } => {
                 Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
             }
@@ -113,7 +131,9 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Inner { body } => body.is_end_stream(),
+            ResponseBody::Inner { body } | ResponseBody::Stream { body, .. } => {
+                body.is_end_stream()
+            }
             ResponseBody::Layer { bytes } => bytes.is_none(),
         }
     }
@@ -121,6 +141,7 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Inner { body } => body.size_hint(),
+            ResponseBody::Stream { .. } => SizeHint::default(),
             ResponseBody::Layer { bytes } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

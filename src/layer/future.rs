@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
+use super::local::LocalSessions;
 use super::rejection::Rejection;
 use crate::log::log_warn;
 use crate::{Session, SessionStore, StoreError};
@@ -40,11 +42,12 @@ pin_project! {
         // Waiting for a store that did not answer at once.
         Touching {
             touch: S::TouchFuture,
-            pending: Option<(T, Request<ReqB>)>,
+            pending: Option<(T, Request<ReqB>, Arc<LocalSessions>)>,
             retry_after: Duration,
         },
-        // The inner service is answering.
-        Calling { #[pin] call: T::Future },
+        // The inner service is answering; a session's event stream will
+        // be governed by `local`.
+        Calling { #[pin] call: T::Future, govern: Option<Govern> },
         // Rare paths (initialize, DELETE): several awaits, boxed.
         Boxed { fut: BoxedResponse<ResB, T::Error> },
         // Answered by the layer itself.
@@ -69,6 +72,7 @@ where
         mut touch: S::TouchFuture,
         inner: T,
         request: Request<ReqB>,
+        local: &Arc<LocalSessions>,
         retry_after: Duration,
     ) -> Self {
         // An in-memory store has answered already: call the inner service
@@ -78,10 +82,10 @@ where
         // one (every future must wake the waker of its latest poll).
         let mut cx = Context::from_waker(Waker::noop());
         let state = match Pin::new(&mut touch).poll(&mut cx) {
-            Poll::Ready(result) => after_touch(result, inner, request, retry_after),
+            Poll::Ready(result) => after_touch(result, inner, request, local.clone(), retry_after),
             Poll::Pending => State::Touching {
                 touch,
-                pending: Some((inner, request)),
+                pending: Some((inner, request, local.clone())),
                 retry_after,
             },
         };
@@ -90,7 +94,7 @@ where
 
     pub(crate) fn calling(mut inner: T, request: Request<ReqB>) -> Self {
         let call = inner.call(request.map(RequestBody::streaming));
-        Self::from_state(State::Calling { call })
+        Self::from_state(State::Calling { call, govern: None })
     }
 
     pub(crate) fn boxed(
@@ -122,15 +126,24 @@ where
                     retry_after,
                 } => {
                     let result = ready!(Pin::new(touch).poll(cx));
-                    let (inner, request) = pending
+                    let (inner, request, local) = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = after_touch(result, inner, request, *retry_after);
+                    let next = after_touch(result, inner, request, local, *retry_after);
                     state.set(next);
                 }
-                StateProj::Calling { call } => {
+                StateProj::Calling { call, govern } => {
                     let response = ready!(call.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    let guard = match govern.take() {
+                        Some(govern) if is_event_stream(&response) => {
+                            govern.local.stream(&govern.session)
+                        }
+                        _ => None,
+                    };
+                    return Poll::Ready(Ok(match guard {
+                        Some(guard) => response.map(|body| ResponseBody::stream(body, guard)),
+                        None => response.map(ResponseBody::inner),
+                    }));
                 }
                 StateProj::Boxed { fut } => return fut.as_mut().poll(cx),
                 StateProj::Ready { response } => {
@@ -143,6 +156,19 @@ where
     }
 }
 
+/// What a session's response needs if it turns out to be an event stream.
+pub(crate) struct Govern {
+    local: Arc<LocalSessions>,
+    session: Session,
+}
+
+fn is_event_stream<B>(response: &Response<B>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
 /// What follows the session lookup: the inner call with the session in the
 /// request, or the layer's own answer.
 #[inline]
@@ -150,6 +176,7 @@ fn after_touch<T, S, ReqB, ResB>(
     result: Result<Option<Session>, StoreError>,
     mut inner: T,
     mut request: Request<ReqB>,
+    local: Arc<LocalSessions>,
     retry_after: Duration,
 ) -> State<T, S, ReqB, ResB>
 where
@@ -158,10 +185,18 @@ where
 {
     match result {
         Ok(Some(session)) => {
-            // One extension: the session carries its cached roles.
+            if local.closes_inner() {
+                // Adopt mode: this process holds the inner server's session.
+                local.hold(&session);
+            }
+            let govern = Some(Govern {
+                local,
+                session: session.clone(),
+            });
             request.extensions_mut().insert(session);
             State::Calling {
                 call: inner.call(request.map(RequestBody::streaming)),
+                govern,
             }
         }
         Ok(None) => State::Ready {

@@ -28,8 +28,12 @@
 //!    - absent, any other method: sessionless era → passed through as
 //!      above; handshake era → `400`.
 //!
-//! [`Roles::of`](crate::Roles::of) gives the roles to authorize with in
-//! either case: the session's cached roles, or the sessionless caller's own.
+//! Whatever the path, the caller's current roles go into the extensions too
+//! (from the manager's [`RoleSource`](crate::roles::RoleSource) through its
+//! per-identity cache, never older than
+//! [`Config::roles_max_age`](crate::Config::roles_max_age); a failed lookup
+//! → `503`): [`Roles::of`](crate::Roles::of) reads them, the same way with a
+//! session and without one.
 //!
 //! Every error the layer answers itself carries a JSON-RPC error body; see
 //! [`codes`] for the codes and the README for the status table. `503` and
@@ -102,6 +106,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -114,6 +119,7 @@ use tower_service::Service;
 mod body;
 mod classify;
 mod future;
+mod local;
 mod rejection;
 mod unsessioned;
 
@@ -123,6 +129,7 @@ pub use future::ResponseFuture;
 pub use rejection::codes;
 
 use self::classify::{classify_headers, HeaderVerdict};
+use self::local::LocalSessions;
 use self::rejection::Rejection;
 use crate::identity::GrantedRoles;
 use crate::log::log_warn;
@@ -194,6 +201,7 @@ pub struct SessionLayer<S = MokaStore, R = IdentityFromExtensions> {
     manager: SessionManager<S>,
     resolver: R,
     settings: Settings,
+    local: Arc<LocalSessions>,
 }
 
 impl<S, R: Clone> Clone for SessionLayer<S, R> {
@@ -202,6 +210,7 @@ impl<S, R: Clone> Clone for SessionLayer<S, R> {
             manager: self.manager.clone(),
             resolver: self.resolver.clone(),
             settings: self.settings.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -220,6 +229,7 @@ impl<S: SessionStore> SessionLayer<S> {
     /// extensions ([`IdentityFromExtensions`]), minting ids.
     pub fn new(manager: SessionManager<S>) -> Self {
         SessionLayer {
+            local: LocalSessions::new(&manager),
             manager,
             resolver: IdentityFromExtensions,
             settings: Settings::default(),
@@ -234,6 +244,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
             manager: self.manager,
             resolver,
             settings: self.settings,
+            local: self.local,
         }
     }
 
@@ -381,6 +392,10 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         // The ready service goes into the future; a clone stays for next time.
         let clone = self.inner.clone();
+        if self.layer.settings.id_mode == IdMode::Adopt {
+            // Whoever ends a session can then close the inner server's.
+            self.layer.local.close_with(&clone, &request);
+        }
         let inner = std::mem::replace(&mut self.inner, clone);
         self.layer.route(inner, request, None)
     }
@@ -440,6 +455,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                 ResponseFuture::boxed(unsessioned::terminate(
                     inner,
                     self.manager.clone(),
+                    self.local.clone(),
                     self.settings.clone(),
                     id,
                     identity,
@@ -454,7 +470,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                     request.extensions_mut().insert(identity);
                 }
                 request.extensions_mut().insert(GrantedRoles(roles));
-                ResponseFuture::touching(touch, inner, request, retry_after)
+                ResponseFuture::touching(touch, inner, request, &self.local, retry_after)
             }
             HeaderVerdict::Sessionless => {
                 if let Cow::Owned(identity) = identity {
@@ -471,6 +487,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                 ResponseFuture::boxed(unsessioned::inspect_body(
                     inner,
                     self.manager.clone(),
+                    self.local.clone(),
                     self.settings.clone(),
                     era,
                     identity,

@@ -50,6 +50,7 @@ pub(crate) enum Rejection {
     AmbiguousMethod,
     InitializeInBatch,
     UnusableUpstreamSessionId,
+    UpstreamFailed,
     RolesUnavailable,
 }
 
@@ -148,6 +149,11 @@ impl Rejection {
                 StatusCode::BAD_GATEWAY,
                 codes::UPSTREAM_ERROR,
                 "the MCP server returned a session id that cannot be tracked".into(),
+            ),
+            UpstreamFailed => (
+                StatusCode::BAD_GATEWAY,
+                codes::UPSTREAM_ERROR,
+                "the MCP server failed while handling initialize".into(),
             ),
             RolesUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

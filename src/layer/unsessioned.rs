@@ -3,6 +3,7 @@
 //! sessionless requests), and `DELETE`.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,10 +14,12 @@ use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::classify::{classify_body, BodyVerdict, Era, MCP_SESSION_ID};
+use super::local::LocalSessions;
 use super::rejection::Rejection;
 use super::{insert_caller, IdMode, Settings};
+use crate::events::EndReason;
 use crate::log::log_warn;
-use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore};
+use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore, StoreError};
 
 type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
 
@@ -24,18 +27,23 @@ type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
 /// what it is. An `initialize` is a handshake in either era, whatever the
 /// version headers say: an inner server (rmcp) creates a session for it, so
 /// it must be bound, counted and capped like any other.
+#[allow(clippy::too_many_arguments)] // the layer's parts, handed over once per rare request
 pub(crate) async fn inspect_body<T, S, ReqB, ResB>(
     inner: T,
     manager: SessionManager<S>,
+    local: Arc<LocalSessions>,
     settings: Settings,
     era: Era,
     identity: Identity,
     request: Request<ReqB>,
 ) -> Answer<ResB, T::Error>
 where
-    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
     S: SessionStore,
-    ReqB: Body<Data = Bytes>,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ResB: Send + 'static,
 {
     let retry_after = settings.retry_after;
     let reject = |r: Rejection| Ok(r.into_response(retry_after));
@@ -67,7 +75,9 @@ where
         }
         (BodyVerdict::Initialize, _) => match settings.id_mode {
             IdMode::Mint => initialize_minting(inner, manager, settings, identity, request).await,
-            IdMode::Adopt => initialize_adopting(inner, manager, settings, identity, request).await,
+            IdMode::Adopt => {
+                initialize_adopting(inner, manager, local, settings, identity, request).await
+            }
         },
     }
 }
@@ -101,7 +111,8 @@ where
 
     let mut response = inner.call(request).await?;
     if !response.status().is_success() {
-        return Ok(response.map(ResponseBody::inner)); // guard deletes the session
+        guard.reason = EndReason::Refused;
+        return Ok(response.map(ResponseBody::inner)); // guard ends the session
     }
     guard.disarm();
     response.headers_mut().insert(MCP_SESSION_ID, header);
@@ -109,39 +120,107 @@ where
 }
 
 /// Adopt mode: the inner server mints the id; bind it to the caller.
+///
+/// The inner call and the adoption run on a task of their own, so that they
+/// finish even if the client leaves meanwhile: the inner server's session
+/// is then closed again (`Abandoned`), not left to its keep-alive.
 async fn initialize_adopting<T, S, ReqB, ResB>(
     inner: T,
     manager: SessionManager<S>,
+    local: Arc<LocalSessions>,
     settings: Settings,
     identity: Identity,
     mut request: Request<RequestBody<ReqB>>,
 ) -> Answer<ResB, T::Error>
 where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
+    S: SessionStore,
+    ReqB: Send + 'static,
+    ResB: Send + 'static,
+{
+    insert_caller(&mut request, identity.clone());
+    let retry_after = settings.retry_after;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to run it on (not under a server): inline.
+        return adopt(inner, &manager, &local, retry_after, &identity, request)
+            .await
+            .0;
+    };
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    runtime.spawn(async move {
+        let (result, adopted) =
+            adopt(inner, &manager, &local, retry_after, &identity, request).await;
+        if answer.send(result).is_err() {
+            if let Some(id) = adopted {
+                if let Err(SessionError::Store(error)) =
+                    manager.end(&id, EndReason::Abandoned).await
+                {
+                    log_warn!(error; "could not end abandoned session {}; it will expire", id);
+                }
+            }
+        }
+    });
+    match answered.await {
+        Ok(result) => result,
+        // The task panicked (in the inner service): no answer to pass on.
+        Err(_) => Ok(Rejection::UpstreamFailed.into_response(retry_after)),
+    }
+}
+
+/// Calls the inner service with an `initialize` and binds the session it
+/// creates to `identity`; returns the answer and the id it adopted.
+async fn adopt<T, S, ReqB, ResB>(
+    inner: T,
+    manager: &SessionManager<S>,
+    local: &Arc<LocalSessions>,
+    retry_after: std::time::Duration,
+    identity: &Identity,
+    request: Request<RequestBody<ReqB>>,
+) -> (Answer<ResB, T::Error>, Option<SessionId>)
+where
     T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
     S: SessionStore,
 {
-    insert_caller(&mut request, identity.clone());
-    let response = call_raw(inner, request).await?;
+    let response = match call_raw(inner, request).await {
+        Ok(response) => response,
+        Err(error) => return (Err(error), None),
+    };
     let Some(value) = response.headers().get(MCP_SESSION_ID) else {
         // A stateless inner server: nothing to track.
-        return Ok(response.map(ResponseBody::inner));
+        return (Ok(response.map(ResponseBody::inner)), None);
     };
     if !response.status().is_success() {
-        return Ok(response.map(ResponseBody::inner));
+        return (Ok(response.map(ResponseBody::inner)), None);
     }
     let id = match SessionId::parse_adopted_bytes(value.as_bytes()) {
         Ok(id) => id,
         Err(error) => {
             log_warn!(error; "inner server minted a session id that cannot be adopted");
-            return Ok(Rejection::UnusableUpstreamSessionId.into_response(settings.retry_after));
+            let answer = Rejection::UnusableUpstreamSessionId.into_response(retry_after);
+            return (Ok(answer), None);
         }
     };
-    match manager.create_with_id(id, &identity).await {
-        Ok(_) => Ok(response.map(ResponseBody::inner)),
+    match manager.create_with_id(id.clone(), identity).await {
+        Ok((session, _)) => {
+            local.hold(&session);
+            (Ok(response.map(ResponseBody::inner)), Some(id))
+        }
         Err(error) => {
-            // The inner server's session is left to its own keep-alive.
             log_warn!(error; "could not adopt a session for {}", identity.id());
-            Ok(Rejection::from_session_error(&error).into_response(settings.retry_after))
+            // The inner server made a session the layer will not serve:
+            // close it (an id it reused belongs to a live session: keep that).
+            let reason = match &error {
+                SessionError::Store(StoreError::AlreadyExists) => None,
+                SessionError::Store(StoreError::AtCapacity(_)) => Some(EndReason::Refused),
+                _ => Some(EndReason::Failed),
+            };
+            if let Some(reason) = reason {
+                manager.report_end(&id, reason);
+            }
+            let answer = Rejection::from_session_error(&error).into_response(retry_after);
+            (Ok(answer), None)
         }
     }
 }
@@ -154,6 +233,7 @@ where
 pub(crate) async fn terminate<T, S, ReqB, ResB>(
     inner: T,
     manager: SessionManager<S>,
+    local: Arc<LocalSessions>,
     settings: Settings,
     id: SessionId,
     identity: Identity,
@@ -163,7 +243,14 @@ where
     T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
     S: SessionStore,
 {
-    match manager.delete_for(&id, &identity).await {
+    let deleted = async {
+        manager.get_for(&id, &identity).await?;
+        // The caller's own: this DELETE goes on to the inner server below,
+        // so the end hook has nothing left to close here.
+        local.release(&id);
+        manager.delete(&id).await
+    };
+    match deleted.await {
         Ok(()) => {
             if settings.id_mode == IdMode::Adopt {
                 insert_caller(&mut request, identity);
@@ -252,12 +339,13 @@ async fn read_capped<B: Body<Data = Bytes>>(
         .map_err(|_| Rejection::BodyTimeout)?
 }
 
-/// Deletes a just-created session unless disarmed: covers an inner error,
-/// a non-2xx answer, and the request future being dropped mid-way (client
-/// gone), so no orphan session is left behind.
+/// Ends a just-created session unless disarmed: covers an inner error, a
+/// non-2xx answer (`Refused`), and the request future being dropped mid-way
+/// (client gone: `Abandoned`), so no orphan session is left behind.
 struct OrphanGuard<S: SessionStore> {
     manager: SessionManager<S>,
     id: Option<SessionId>,
+    reason: EndReason,
 }
 
 impl<S: SessionStore> OrphanGuard<S> {
@@ -265,6 +353,7 @@ impl<S: SessionStore> OrphanGuard<S> {
         OrphanGuard {
             manager,
             id: Some(id),
+            reason: EndReason::Abandoned,
         }
     }
 
@@ -276,9 +365,9 @@ impl<S: SessionStore> OrphanGuard<S> {
 impl<S: SessionStore> Drop for OrphanGuard<S> {
     fn drop(&mut self) {
         let Some(id) = self.id.take() else { return };
-        let manager = self.manager.clone();
+        let (manager, reason) = (self.manager.clone(), self.reason);
         let delete = async move {
-            if let Err(SessionError::Store(error)) = manager.delete(&id).await {
+            if let Err(SessionError::Store(error)) = manager.end(&id, reason).await {
                 log_warn!(error; "could not delete unused session {}; it will expire", id);
             }
         };

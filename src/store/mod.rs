@@ -48,6 +48,14 @@ pub enum ReplicaNotice {
     /// The roles of this identity (its id) changed: drop them from every
     /// role cache.
     RolesChanged(Arc<str>),
+    /// A session ended on another replica: whoever holds state for it (its
+    /// [digest](crate::SessionId::digest)) drops it.
+    SessionEnded {
+        /// The session's [`SessionId::digest`](crate::SessionId::digest).
+        digest: u64,
+        /// Why it ended.
+        reason: crate::EndReason,
+    },
     /// The channel is up (again). Notices sent while it was down may have
     /// been lost, so a listener drops whatever it cached.
     Connected,

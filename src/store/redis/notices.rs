@@ -26,7 +26,7 @@
 //!   every [`HEALTH_CHECK_EVERY`]); listeners then stop trusting their cache.
 //!
 //! A message is `<kind> <nonce hex> <payload>`: `roles <nonce> <identity
-//! id>`, `ack <nonce> -`. Kinds this version does not know are ignored, so
+//! id>`, `ended <nonce> <digest hex>:<reason>`, `ack <nonce> -`. Kinds this version does not know are ignored, so
 //! a newer replica can add some during a rolling upgrade.
 
 use std::collections::HashMap;
@@ -268,6 +268,9 @@ fn encode(message: &Message) -> Option<String> {
         Message::Notice(ReplicaNotice::RolesChanged(identity_id), nonce) => {
             Some(format!("roles {nonce:016x} {identity_id}"))
         }
+        Message::Notice(ReplicaNotice::SessionEnded { digest, reason }, nonce) => {
+            Some(format!("ended {nonce:016x} {digest:016x}:{reason}"))
+        }
         Message::Notice(ReplicaNotice::Connected | ReplicaNotice::Disconnected, _) => None,
         Message::Ack(nonce) => Some(format!("ack {nonce:016x} -")),
     }
@@ -284,6 +287,15 @@ fn decode(payload: &[u8]) -> Option<Message> {
             ReplicaNotice::RolesChanged(Arc::from(payload)),
             nonce,
         )),
+        "ended" => {
+            let (digest, reason) = payload.split_once(':')?;
+            let digest = u64::from_str_radix(digest, 16).ok()?;
+            let reason = crate::EndReason::from_name(reason)?;
+            Some(Message::Notice(
+                ReplicaNotice::SessionEnded { digest, reason },
+                nonce,
+            ))
+        }
         "ack" => Some(Message::Ack(nonce)),
         _ => None,
     }
@@ -313,7 +325,13 @@ async fn subscriber(
                         message = messages.next() => match message {
                             Some(message) => match decode(message.get_payload_bytes()) {
                                 Some(Message::Notice(notice, nonce)) => {
-                                    lock(&state).tell(&notice);
+                                    // This process applied its own notices
+                                    // before publishing them.
+                                    let state = lock(&state);
+                                    if !state.acks.contains_key(&nonce) {
+                                        state.tell(&notice);
+                                    }
+                                    drop(state);
                                     // Applied: say so (off this loop).
                                     let (mut acker, channel) = (acker.clone(), channel.clone());
                                     tokio::spawn(async move {
@@ -396,6 +414,13 @@ mod tests {
         let message = Message::Notice(notice, 0xfeed);
         let encoded = encode(&message).unwrap();
         assert_eq!(decode(encoded.as_bytes()), Some(message));
+        let ended = ReplicaNotice::SessionEnded {
+            digest: u64::MAX,
+            reason: crate::EndReason::Revoked,
+        };
+        let message = Message::Notice(ended, 3);
+        assert_eq!(decode(encode(&message).unwrap().as_bytes()), Some(message));
+        assert_eq!(decode(b"ended 01 ff:unheard-of"), None);
         let ack = Message::Ack(7);
         assert_eq!(decode(encode(&ack).unwrap().as_bytes()), Some(ack));
         assert_eq!(decode(b"sessions-ended 00 x"), None);
