@@ -14,7 +14,12 @@
 //!   binds it to the caller and expires it.
 //! - `--mode mint`: rmcp runs stateless; the layer mints the ids. A
 //!   stateless rmcp cannot send requests (sampling, elicitation) to a
-//!   handshake-era client, nor serve the standalone GET stream.
+//!   handshake-era client, nor serve the standalone GET stream. The tools
+//!   that ask the client still send their request, but the client's answer
+//!   never reaches them: they wait until the client gives up. (The suite's
+//!   checks look only at the request being sent; a tool that failed after
+//!   a timeout would pass them, so these tools deliberately have none, and
+//!   the suite's scenario timeout records the failure.)
 //! - `--redis-url URL`: sessions in Redis instead of in memory.
 //!
 //! Both protocol eras are served at once: `initialize` selects the handshake
