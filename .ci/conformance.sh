@@ -123,9 +123,13 @@ failed_runs=0
 run_suite() {
   local label=$1 mode=$2 store=$3 version=$4 out rc=0 plain total passed failed bad expected verdict
   out=$results/$label-$version
+  # In the background and waited for, so that a signal to this script ends
+  # the suite and the servers at once (bash runs traps only between commands).
   PATH="$node_bin:$PATH" "$node_bin/node" "$suite" server \
     --url "$server_url" --suite all --spec-version "$version" --timeout "$timeout_ms" \
-    --expected-failures "$pins/expected-failures-$mode.yaml" -o "$out" >"$out.log" 2>&1 || rc=$?
+    --expected-failures "$pins/expected-failures-$mode.yaml" -o "$out" >"$out.log" 2>&1 &
+  pids+=("$!")
+  wait "$!" || rc=$?
   plain=$(sed 's/\x1b\[[0-9;]*m//g' "$out.log")
   total=$(grep -E '^Total: [0-9]+ passed, [0-9]+ failed' <<<"$plain" | tail -1 || true)
   passed=$(sed -E 's/^Total: ([0-9]+) passed.*/\1/' <<<"$total")
