@@ -21,6 +21,8 @@
 //!   a timeout would pass them, so these tools deliberately have none, and
 //!   the suite's scenario timeout records the failure.)
 //! - `--redis-url URL`: sessions in Redis instead of in memory.
+//! - `--without-layer`: rmcp alone, configured as for `--mode`, no
+//!   `SessionLayer`: the baseline to compare the layer's scores with.
 //!
 //! Both protocol eras are served at once: `initialize` selects the handshake
 //! era (2025-11-25 and before), everything else is sessionless 2026-07-28.
@@ -57,12 +59,13 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
-usage: conformance [--mode adopt|mint] [--addr 127.0.0.1:3001] [--redis-url URL]
+usage: conformance [--mode adopt|mint] [--addr 127.0.0.1:3001] [--redis-url URL] [--without-layer]
 
   --mode       adopt: rmcp mints session ids, the layer adopts them (default)
                mint: the layer mints session ids, rmcp runs stateless
   --addr       address to listen on (default 127.0.0.1:3001)
-  --redis-url  keep sessions in Redis, e.g. redis://127.0.0.1:6379 (default: in memory)";
+  --redis-url  keep sessions in Redis, e.g. redis://127.0.0.1:6379 (default: in memory)
+  --without-layer  serve rmcp alone (configured as for --mode), for comparison";
 
 /// Idle timeout of a session; rmcp's keep-alive is set to the same in adopt mode.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -91,6 +94,7 @@ struct Options {
     addr: SocketAddr,
     mode: IdMode,
     redis_url: Option<String>,
+    without_layer: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -98,6 +102,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
         mode: IdMode::Adopt,
         redis_url: None,
+        without_layer: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -115,6 +120,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 }
             }
             "--redis-url" => options.redis_url = Some(value()?),
+            "--without-layer" => options.without_layer = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -188,18 +194,27 @@ async fn serve<S: SessionStore>(
     // level are per process here, which is all the suite needs.
     let server = ConformanceServer::new();
     let rmcp = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
-    let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(fixed_identity)) // outermost: runs first
-        .layer(layer)
-        .service(rmcp);
-    let app = Router::new().nest_service("/mcp", mcp);
+    let app = if options.without_layer {
+        Router::new().nest_service("/mcp", rmcp)
+    } else {
+        let mcp = ServiceBuilder::new()
+            .layer(middleware::from_fn(fixed_identity)) // outermost: runs first
+            .layer(layer)
+            .service(rmcp);
+        Router::new().nest_service("/mcp", mcp)
+    };
 
     let mode = match options.mode {
         IdMode::Mint => "mint",
         _ => "adopt",
     };
+    let sessions = if options.without_layer {
+        "WITHOUT the layer (rmcp alone)".to_string()
+    } else {
+        format!("sessions {store_name}")
+    };
     println!(
-        "conformance server: mode {mode}, sessions {store_name}, listening on http://{}/mcp",
+        "conformance server: mode {mode}, {sessions}, listening on http://{}/mcp",
         listener.local_addr()?
     );
     axum::serve(listener, app)
