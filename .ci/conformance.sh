@@ -121,7 +121,7 @@ summary=()
 failed_runs=0
 # run_suite <label> <mode> <store> <version>
 run_suite() {
-  local label=$1 mode=$2 store=$3 version=$4 out rc=0 plain total passed failed bad expected verdict
+  local label=$1 mode=$2 store=$3 version=$4 out rc=0 plain total passed failed ran bad expected verdict
   out=$results/$label-$version
   # In the background and waited for, so that a signal to this script ends
   # the suite and the servers at once (bash runs traps only between commands).
@@ -134,7 +134,8 @@ run_suite() {
   total=$(grep -E '^Total: [0-9]+ passed, [0-9]+ failed' <<<"$plain" | tail -1 || true)
   passed=$(sed -E 's/^Total: ([0-9]+) passed.*/\1/' <<<"$total")
   failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$total")
-  bad=$(grep -cE '^✗ ' <<<"$plain" || true)
+  ran=$(sed -n '/^=== SUMMARY ===/,/^Total:/p' <<<"$plain" | grep -cE '^[✓✗] ' || true)
+  bad=$(sed -n '/^=== SUMMARY ===/,/^Total:/p' <<<"$plain" | grep -cE '^✗ ' || true)
   expected=$(grep -cE '^  ~ ' <<<"$plain" || true)
   if [[ $rc -eq 0 && -n "$total" ]]; then
     verdict=ok
@@ -142,10 +143,10 @@ run_suite() {
     verdict=FAILED
     failed_runs=$((failed_runs + 1))
   fi
-  summary+=("$(printf '%-6s %-7s %-11s %7s %7s %10s %9s  %s' \
-    "$mode" "$store" "$version" "${passed:-?}" "${failed:-?}" "$bad" "$expected" "$verdict")")
-  echo "conformance: $mode/$store $version: ${passed:-?} checks passed, ${failed:-?} failed," \
-    "$bad scenarios failing, $expected expected failures: $verdict"
+  summary+=("$(printf '%-6s %-7s %-11s %9s %7s %7s %9s  %s' \
+    "$mode" "$store" "$version" "$((ran - bad))/$ran" "${passed:-?}" "${failed:-?}" "$expected" "$verdict")")
+  echo "conformance: $mode/$store $version: $((ran - bad))/$ran scenarios passed;" \
+    "${passed:-?} checks passed, ${failed:-?} failed; $expected expected failures: $verdict"
   if [[ $verdict != ok ]]; then
     # The suite's own verdict: the failing scenarios and the baseline report.
     sed -n '/^=== SUMMARY ===/,$p' <<<"$plain" | grep -vE '^✓ ' >&2 || true
@@ -194,9 +195,9 @@ fi
 
 echo
 echo "conformance suite $suite_version, per-scenario timeout ${timeout_ms} ms, $(($(date +%s) - started)) s"
-printf '%-6s %-7s %-11s %7s %7s %10s %9s  %s\n' \
-  mode store version passed failed scenarios expected result
-printf '%-6s %-7s %-11s %7s %7s %10s %9s  %s\n' '' '' '' checks checks failing failures ''
+printf '%-6s %-7s %-11s %9s %7s %7s %9s  %s\n' \
+  mode store version scenarios checks checks expected result
+printf '%-6s %-7s %-11s %9s %7s %7s %9s  %s\n' '' '' '' passed passed failed failures ''
 printf '%s\n' "${summary[@]}"
 if ((failed_runs > 0)); then
   echo "conformance: $failed_runs run(s) with unexpected failures or stale expected failures" >&2
