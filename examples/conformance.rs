@@ -12,7 +12,9 @@
 //! - `--mode adopt` (default): rmcp keeps its legacy session mode (it mints
 //!   the ids, keeps the server-to-client streams); the layer adopts each id,
 //!   binds it to the caller and expires it.
-//! - `--mode mint`: rmcp runs stateless; the layer mints the ids. A
+//! - `--mode mint`: rmcp runs stateless; the layer mints the ids. Its
+//!   streams are resumable through an in-memory event store
+//!   ([`MemoryEventStore`]; `--no-event-store` leaves it out). A
 //!   stateless rmcp cannot send requests (sampling, elicitation) to a
 //!   handshake-era client, nor serve the standalone GET stream. The tools
 //!   that ask the client still send their request, but the client's answer
@@ -34,7 +36,7 @@
 // the handshake-era scenarios test them, so this fixture serves them.
 #![allow(deprecated)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +53,10 @@ use mcp_session::{
 use rmcp::model::*;
 use rmcp::service::{RequestContext, SubscriptionContext, SubscriptionSink};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::store::{
+    EventStore, EventStoreError, EventStream,
+};
+use rmcp::transport::streamable_http_server::session::ServerSseMessage;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Map, Value};
@@ -59,12 +65,14 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
-usage: conformance [--mode adopt|mint] [--addr 127.0.0.1:3001] [--redis-url URL] [--without-layer]
+usage: conformance [--mode adopt|mint] [--addr 127.0.0.1:3001] [--redis-url URL]
+                   [--no-event-store] [--without-layer]
 
   --mode       adopt: rmcp mints session ids, the layer adopts them (default)
                mint: the layer mints session ids, rmcp runs stateless
   --addr       address to listen on (default 127.0.0.1:3001)
   --redis-url  keep sessions in Redis, e.g. redis://127.0.0.1:6379 (default: in memory)
+  --no-event-store  mint mode: no event store, so rmcp's streams are not resumable
   --without-layer  serve rmcp alone (configured as for --mode), for comparison";
 
 /// Idle timeout of a session; rmcp's keep-alive is set to the same in adopt mode.
@@ -95,6 +103,7 @@ struct Options {
     mode: IdMode,
     redis_url: Option<String>,
     without_layer: bool,
+    event_store: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -103,6 +112,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         mode: IdMode::Adopt,
         redis_url: None,
         without_layer: false,
+        event_store: true,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -121,6 +131,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             }
             "--redis-url" => options.redis_url = Some(value()?),
             "--without-layer" => options.without_layer = true,
+            "--no-event-store" => options.event_store = false,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -184,7 +195,12 @@ async fn serve<S: SessionStore>(
     let config = StreamableHttpServerConfig::default().with_cancellation_token(stop.clone());
     let mut sessions = LocalSessionManager::default();
     let config = match options.mode {
-        IdMode::Mint => config.with_legacy_session_mode(false),
+        IdMode::Mint => {
+            if options.event_store {
+                sessions = sessions.with_event_store(Arc::new(MemoryEventStore::default()));
+            }
+            config.with_legacy_session_mode(false)
+        }
         IdMode::Adopt => {
             sessions.session_config.keep_alive = Some(SESSION_TIMEOUT);
             config.with_legacy_session_mode(true)
@@ -223,6 +239,62 @@ async fn serve<S: SessionStore>(
             stop.cancel();
         })
         .await
+}
+
+/// A bounded in-memory [`EventStore`]: what makes a stateless rmcp's SSE
+/// streams resumable (priming event, event ids, `GET` with
+/// `Last-Event-ID`). rmcp 3.11 defines the trait and ships no implementation.
+///
+/// Fixture only: one process, and the events are not bound to the session
+/// or the caller, because rmcp's replay call carries neither (anyone who
+/// holds an event id can replay the rest of its stream; the ids embed
+/// rmcp's random stream id). Replicas need a shared store.
+#[derive(Default)]
+struct MemoryEventStore {
+    events: Mutex<VecDeque<(String, u64, ServerSseMessage)>>,
+    next: AtomicU64,
+}
+
+impl MemoryEventStore {
+    /// Events kept, over all streams; the oldest go first.
+    const CAPACITY: usize = 10_000;
+}
+
+#[async_trait::async_trait]
+impl EventStore for MemoryEventStore {
+    async fn store_event(
+        &self,
+        stream_id: &str,
+        event: &ServerSseMessage,
+    ) -> Result<String, EventStoreError> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{stream_id}.{seq}");
+        let mut event = event.clone();
+        event.event_id = Some(id.clone());
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() == Self::CAPACITY {
+            events.pop_front();
+        }
+        events.push_back((stream_id.to_string(), seq, event));
+        Ok(id)
+    }
+
+    async fn replay_events_after(
+        &self,
+        last_event_id: &str,
+    ) -> Result<EventStream, EventStoreError> {
+        let (stream_id, seq) = last_event_id
+            .rsplit_once('.')
+            .and_then(|(stream, seq)| Some((stream, seq.parse::<u64>().ok()?)))
+            .ok_or("malformed Last-Event-ID")?;
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let later: Vec<ServerSseMessage> = events
+            .iter()
+            .filter(|(stream, n, _)| stream == stream_id && *n > seq)
+            .map(|(_, _, event)| event.clone())
+            .collect();
+        Ok(Box::pin(futures::stream::iter(later)))
+    }
 }
 
 /// TEST FIXTURE ONLY: every request is the same authenticated caller.
