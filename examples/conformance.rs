@@ -206,8 +206,8 @@ async fn serve<S: SessionStore>(
             config.with_legacy_session_mode(true)
         }
     };
-    // One handler state for the whole process: subscriptions and the log
-    // level are per process here, which is all the suite needs.
+    // One handler state for the whole process: subscriptions are per
+    // process here, which is all the suite needs.
     let server = ConformanceServer::new();
     let rmcp = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
     let app = if options.without_layer {
@@ -1309,6 +1309,9 @@ impl ServerHandler for ConformanceServer {
         ))
     }
 
+    /// Accepted and not kept: `test_tool_with_logging` logs at `info`
+    /// whatever the level, `test_logging_tool` at the level its request's
+    /// `_meta` asks for.
     async fn set_level(
         &self,
         _request: SetLevelRequestParams,
