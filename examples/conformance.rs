@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --example conformance -- [--mode adopt|mint] [--addr 127.0.0.1:3001]
 //!                                     [--redis-url redis://127.0.0.1:6379]
+//!                                     [--no-event-store] [--without-layer]
 //! ```
 //!
 //! - `--mode adopt` (default): rmcp keeps its legacy session mode (it mints
