@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
 //!                                [--redis-url redis://127.0.0.1:6379] [--roles-max-age-secs 60]
+//!                                [--max-sessions N] [--max-sessions-per-identity N]
+//!                                [--identity-limit evict|reject]
 //! ```
 //!
 //! - `--redis-url URL` (or the `REDIS_URL` environment variable): keep
@@ -51,8 +53,9 @@ use mcp_session::layer::codes;
 use mcp_session::rmcp::{Caller, MissingRole};
 use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
-    Config, IdMode, Identity, MokaStore, RedisStore, Role, Roles, SessionId, SessionLayer,
-    SessionManager, SessionStore, DEFAULT_ROLES_MAX_AGE,
+    Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, RedisStore, Role, Roles, SessionId,
+    SessionLayer, SessionManager, SessionStore, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_ROLES_MAX_AGE,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
@@ -65,7 +68,8 @@ use tower::ServiceBuilder;
 
 const USAGE: &str = "\
 usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt] [--redis-url URL]
-              [--roles-max-age-secs 60]
+              [--roles-max-age-secs 60] [--max-sessions N] [--max-sessions-per-identity N]
+              [--identity-limit evict|reject]
 
   --addr          address to listen on (default 127.0.0.1:8080)
   --timeout-secs  idle timeout of a session, in seconds (default 1800)
@@ -74,10 +78,13 @@ usage: server [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt] 
   --redis-url     keep sessions and the demo role directory in Redis (also REDIS_URL),
                   e.g. redis://127.0.0.1:6379; default: in memory
   --roles-max-age-secs
-                  longest a cached role lookup is used, in seconds (default 60)";
-
-/// Default number of live sessions the in-memory store holds.
-const MOKA_CAPACITY: u64 = 100_000;
+                  longest a cached role lookup is used, in seconds (default 60)
+  --max-sessions  live sessions in all (default 1000000); beyond: 503
+  --max-sessions-per-identity
+                  live sessions per identity (default 64)
+  --identity-limit
+                  at the per-identity cap: evict (the identity's oldest session, default)
+                  or reject (429)";
 
 // ---------------------------------------------------------------------------
 // Command line
@@ -96,6 +103,12 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Longest a cached role lookup is used.
     pub roles_max_age: Duration,
+    /// Live sessions in all.
+    pub max_sessions: u64,
+    /// Live sessions per identity.
+    pub max_sessions_per_identity: u32,
+    /// What happens at the per-identity cap.
+    pub identity_limit: IdentityLimitPolicy,
 }
 
 impl Default for Options {
@@ -106,6 +119,9 @@ impl Default for Options {
             mode: IdMode::Mint,
             redis_url: None,
             roles_max_age: DEFAULT_ROLES_MAX_AGE,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_identity: DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+            identity_limit: IdentityLimitPolicy::default(),
         }
     }
 }
@@ -169,6 +185,31 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, Stri
                 })?;
                 options.roles_max_age = Duration::from_secs(secs);
             }
+            "--max-sessions" => {
+                let v = value("--max-sessions")?;
+                options.max_sessions =
+                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--max-sessions {v:?}: expected a positive integer")
+                    })?;
+            }
+            "--max-sessions-per-identity" => {
+                let v = value("--max-sessions-per-identity")?;
+                options.max_sessions_per_identity =
+                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--max-sessions-per-identity {v:?}: expected a positive integer")
+                    })?;
+            }
+            "--identity-limit" => {
+                options.identity_limit = match value("--identity-limit")?.as_str() {
+                    "evict" => IdentityLimitPolicy::EvictOldest,
+                    "reject" => IdentityLimitPolicy::Reject,
+                    other => {
+                        return Err(format!(
+                            "--identity-limit {other:?}: expected evict or reject"
+                        ))
+                    }
+                };
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -201,6 +242,15 @@ fn main() -> ExitCode {
              `Authorization: Bearer alice-token` (alice), `Authorization: Bearer bob-token` (bob); \
              roles from the demo directory (alice: admin, reader; bob: reader), cached {}s at most",
             options.roles_max_age.as_secs()
+        );
+        println!(
+            "caps: {} sessions, {} per identity ({})",
+            options.max_sessions,
+            options.max_sessions_per_identity,
+            match options.identity_limit {
+                IdentityLimitPolicy::Reject => "then 429",
+                _ => "then the oldest is evicted",
+            }
         );
         println!(
             "session ids: {}, idle timeout {}s",
@@ -253,8 +303,9 @@ pub async fn serve(
             serve_with_store(listener, &options, store, directory, shutdown).await
         }
         None => {
-            println!("session store: in memory (moka, {MOKA_CAPACITY} sessions max)");
-            let store = MokaStore::new(MOKA_CAPACITY);
+            let capacity = options.max_sessions;
+            println!("session store: in memory (moka, {capacity} sessions max)");
+            let store = MokaStore::new(capacity);
             serve_with_store(listener, &options, store, DemoDirectory::memory(), shutdown).await
         }
     }
@@ -302,7 +353,9 @@ pub fn session_manager<S: SessionStore>(
 ) -> SessionManager<S> {
     let config = Config::default()
         .timeout(options.timeout)
-        .roles_max_age(options.roles_max_age);
+        .roles_max_age(options.roles_max_age)
+        .max_sessions(options.max_sessions)
+        .max_sessions_per_identity(options.max_sessions_per_identity, options.identity_limit);
     SessionManager::builder(store)
         .config(config)
         .role_source(directory.clone())

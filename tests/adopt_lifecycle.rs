@@ -459,3 +459,69 @@ async fn mint_mode_streams_end_with_their_session() {
     assert!(ended.elapsed() < Duration::from_millis(500));
     stop.cancel();
 }
+
+/// Two replicas over one Redis: a session ended through one (DELETE,
+/// revocation, eviction) closes rmcp's session on the other, which holds it.
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+mod across_replicas {
+    use super::*;
+    use crate::redis_server::RedisServer;
+    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+
+    async fn replica(url: &str, config: Config) -> Server<RedisStore> {
+        let store_config = RedisStoreConfig::default()
+            .key_prefix("across:")
+            .command_timeout(Duration::from_secs(2));
+        let store = RedisStore::connect_with_config(url, store_config)
+            .await
+            .unwrap();
+        let server = start(SessionManager::new(store, config)).await;
+        // Let its notice subscriber come up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_end_on_one_replica_closes_rmcps_session_on_the_other() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let config = config().max_sessions_per_identity(1, IdentityLimitPolicy::EvictOldest);
+        let a = replica(&redis.url(), config).await;
+        let b = replica(&redis.url(), config).await;
+
+        // DELETE through B of a session A holds.
+        let id = a.initialize("alice").await.unwrap();
+        a.until_rmcp_holds(1).await;
+        let res = b
+            .http
+            .delete(&b.url)
+            .bearer_auth("alice")
+            .header("mcp-session-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        a.until_rmcp_holds(0).await;
+        assert!(!a.rmcp_knows(&id).await);
+
+        // Revoked through B.
+        let id = a.initialize("bob").await.unwrap();
+        a.until_rmcp_holds(1).await;
+        assert_eq!(b.manager.revoke_sessions("bob").await.unwrap(), 1);
+        a.until_rmcp_holds(0).await;
+        assert!(!a.rmcp_knows(&id).await);
+
+        // Evicted by a new session of the same identity on B.
+        let id = a.initialize("carol").await.unwrap();
+        a.until_rmcp_holds(1).await;
+        b.initialize("carol").await.unwrap();
+        a.until_rmcp_holds(0).await;
+        assert!(!a.rmcp_knows(&id).await);
+        assert_eq!(b.rmcp_count().await, 1);
+    }
+}

@@ -43,8 +43,13 @@ struct Replica {
 
 impl Replica {
     fn start(redis_url: &str) -> Replica {
+        Self::start_with(&["--redis-url", redis_url])
+    }
+
+    fn start_with(args: &[&str]) -> Replica {
         let mut child = Command::new(example_binary())
-            .args(["--addr", "127.0.0.1:0", "--redis-url", redis_url])
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .env_remove("REDIS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -163,10 +168,15 @@ async fn initialize(client: &reqwest::Client, url: &str, token: &str) -> String 
         "clientInfo": {"name": "replicas", "version": "1"}}});
     let res = post_as(client, url, token, None, init).await;
     assert_eq!(res.status(), StatusCode::OK);
-    res.headers()["mcp-session-id"]
+    let id = res.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
-        .to_string()
+        .to_string();
+    let _ = res.bytes().await;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let res = post_as(client, url, token, Some(&id), initialized).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    id
 }
 
 /// Calls a tool; returns the HTTP status, and for a 200 whether the tool
@@ -186,7 +196,14 @@ async fn call_tool(
     if status != StatusCode::OK {
         return (status, false, res.text().await.unwrap());
     }
-    let reply: Value = res.json().await.unwrap();
+    // JSON (mint mode: rmcp stateless with JSON answers) or one SSE event
+    // (adopt mode).
+    let text = res.text().await.unwrap();
+    let json = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data: ").filter(|d| !d.is_empty()))
+        .unwrap_or(&text);
+    let reply: Value = serde_json::from_str(json).unwrap();
     let result = &reply["result"];
     let text = result["content"][0]["text"].as_str().unwrap_or_default();
     (status, result["isError"] == true, text.to_string())
@@ -315,4 +332,61 @@ async fn roles_and_revocations_reach_every_replica_on_the_next_request() {
     let (status, _, _) =
         call_tool(&client, &b.url, alice, &alice_session, "whoami", json!({})).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// The example's cap flags, seen at work over HTTP (in memory, both id modes).
+#[tokio::test]
+async fn the_cap_flags_are_enforced() {
+    let client = reqwest::Client::new();
+    for mode in ["mint", "adopt"] {
+        let reject = Replica::start_with(&[
+            "--mode",
+            mode,
+            "--max-sessions-per-identity",
+            "1",
+            "--identity-limit",
+            "reject",
+        ]);
+        let first = initialize(&client, &reject.url, "alice-token").await;
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "caps", "version": "1"}}});
+        let res = post_as(&client, &reject.url, "alice-token", None, init.clone()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{mode}");
+        let (status, _, _) = call_tool(
+            &client,
+            &reject.url,
+            "alice-token",
+            &first,
+            "whoami",
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{mode}: the first session stays");
+
+        let evict = Replica::start_with(&["--mode", mode, "--max-sessions-per-identity", "1"]);
+        let first = initialize(&client, &evict.url, "alice-token").await;
+        initialize(&client, &evict.url, "alice-token").await;
+        let (status, _, _) = call_tool(
+            &client,
+            &evict.url,
+            "alice-token",
+            &first,
+            "whoami",
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{mode}: evicted by default");
+
+        let global = Replica::start_with(&["--mode", mode, "--max-sessions", "1"]);
+        initialize(&client, &global.url, "alice-token").await;
+        let res = post_as(&client, &global.url, "bob-token", None, init).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode}");
+    }
+    // Bad flags: a message and a non-zero exit.
+    for bad in [&["--identity-limit", "maybe"][..], &["--max-sessions", "0"]] {
+        let out = Command::new(example_binary()).args(bad).output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad[0]));
+    }
 }
