@@ -85,6 +85,11 @@ impl Roles {
     /// assert!(Roles::of(&extensions).is_none()); // the layer never saw it
     /// ```
     pub fn of(extensions: &http::Extensions) -> Option<&Roles> {
+        // On the session path the roles travel inside the `Session` (one
+        // extension per request); elsewhere in their own.
+        if let Some(granted) = extensions.get::<crate::Session>().and_then(|s| s.granted()) {
+            return Some(granted);
+        }
         extensions.get::<GrantedRoles>().map(|granted| &granted.0)
     }
 

@@ -310,12 +310,19 @@ impl<S: SessionStore> SessionManager<S> {
         id: &SessionId,
         caller: &Identity,
     ) -> Result<Session, SessionError> {
-        self.touch(id, caller).await?.ok_or(SessionError::NotFound)
+        self.touch(id, caller, self.now())
+            .await?
+            .ok_or(SessionError::NotFound)
     }
 
     /// The store's touch future (what the layer polls on its hot path).
-    pub(crate) fn touch(&self, id: &SessionId, caller: &Identity) -> S::TouchFuture {
-        self.inner.store.touch(id, caller.id(), self.now())
+    pub(crate) fn touch(
+        &self,
+        id: &SessionId,
+        caller: &Identity,
+        now: Timestamp,
+    ) -> S::TouchFuture {
+        self.inner.store.touch(id, caller.id(), now)
     }
 
     /// Writes a session's state back (for example after changing its
@@ -439,10 +446,10 @@ impl<S: SessionStore> SessionManager<S> {
     /// The hot path of [`SessionManager::roles`]: `Some` without waiting
     /// when no lookup is needed.
     #[inline]
-    pub(crate) fn roles_now(&self, caller: &Identity) -> Option<Roles> {
+    pub(crate) fn roles_now(&self, caller: &Identity, now: Timestamp) -> Option<Roles> {
         match &self.inner.roles {
             RoleResolver::FromIdentity => Some(caller.roles().clone()),
-            RoleResolver::Cached(cache) => cache.cached(caller.id(), self.now()),
+            RoleResolver::Cached(cache) => cache.cached(caller.id(), now),
         }
     }
 

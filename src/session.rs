@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Identity, SessionId, Timestamp};
+use crate::{Identity, Roles, SessionId, Timestamp};
 
 /// One live session, bound to the identity that created it.
 ///
@@ -41,6 +41,9 @@ pub struct Session {
     last_access: Timestamp,
     idle_timeout: Duration,
     deadline: Timestamp,
+    /// The roles the layer found for the request this session came with
+    /// (read by `Roles::of`); only the layer sets them.
+    granted: Option<Roles>,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
             last_access: now,
             idle_timeout,
             deadline: now + max_lifetime,
+            granted: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl Session {
             last_access,
             idle_timeout,
             deadline,
+            granted: None,
         }
     }
 
@@ -88,6 +93,17 @@ impl Session {
             last_access: now.max(self.last_access),
             ..self.clone()
         }
+    }
+
+    /// The same session, carrying the roles granted for a request (one
+    /// extension on the hot path instead of two).
+    pub(crate) fn with_granted(mut self, roles: Roles) -> Session {
+        self.granted = Some(roles);
+        self
+    }
+
+    pub(crate) fn granted(&self) -> Option<&Roles> {
+        self.granted.as_ref()
     }
 
     /// The session id.

@@ -15,7 +15,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::local::LocalSessions;
 use super::rejection::Rejection;
 use crate::log::log_warn;
-use crate::{Session, SessionStore, StoreError};
+use crate::{Roles, Session, SessionStore, StoreError};
 
 pub(crate) type BoxedResponse<ResB, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<ResB>>, E>> + Send>>;
@@ -42,7 +42,7 @@ pin_project! {
         // Waiting for a store that did not answer at once.
         Touching {
             touch: S::TouchFuture,
-            pending: Option<(T, Request<ReqB>, Arc<LocalSessions>)>,
+            pending: Option<(T, Request<ReqB>, Roles, Arc<LocalSessions>)>,
             retry_after: Duration,
         },
         // The inner service is answering; a session's event stream will
@@ -72,6 +72,7 @@ where
         mut touch: S::TouchFuture,
         inner: T,
         request: Request<ReqB>,
+        roles: Roles,
         local: &Arc<LocalSessions>,
         retry_after: Duration,
     ) -> Self {
@@ -82,10 +83,12 @@ where
         // one (every future must wake the waker of its latest poll).
         let mut cx = Context::from_waker(Waker::noop());
         let state = match Pin::new(&mut touch).poll(&mut cx) {
-            Poll::Ready(result) => after_touch(result, inner, request, local.clone(), retry_after),
+            Poll::Ready(result) => {
+                after_touch(result, inner, request, roles, local.clone(), retry_after)
+            }
             Poll::Pending => State::Touching {
                 touch,
-                pending: Some((inner, request, local.clone())),
+                pending: Some((inner, request, roles, local.clone())),
                 retry_after,
             },
         };
@@ -126,10 +129,10 @@ where
                     retry_after,
                 } => {
                     let result = ready!(Pin::new(touch).poll(cx));
-                    let (inner, request, local) = pending
+                    let (inner, request, roles, local) = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = after_touch(result, inner, request, local, *retry_after);
+                    let next = after_touch(result, inner, request, roles, local, *retry_after);
                     state.set(next);
                 }
                 StateProj::Calling { call, govern } => {
@@ -176,6 +179,7 @@ fn after_touch<T, S, ReqB, ResB>(
     result: Result<Option<Session>, StoreError>,
     mut inner: T,
     mut request: Request<ReqB>,
+    roles: Roles,
     local: Arc<LocalSessions>,
     retry_after: Duration,
 ) -> State<T, S, ReqB, ResB>
@@ -193,7 +197,8 @@ where
                 local,
                 session: session.clone(),
             });
-            request.extensions_mut().insert(session);
+            // One extension: the session carries the granted roles.
+            request.extensions_mut().insert(session.with_granted(roles));
             State::Calling {
                 call: inner.call(request.map(RequestBody::streaming)),
                 govern,

@@ -435,7 +435,9 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
             };
         // The roles to authorize with: cached (the hot path), or looked up
         // once for everyone waiting on this identity, then routed again.
-        let Some(roles) = roles.or_else(|| self.manager.roles_now(&identity)) else {
+        // One clock read serves the role cache and the session's expiry.
+        let now = self.manager.now();
+        let Some(roles) = roles.or_else(|| self.manager.roles_now(&identity, now)) else {
             let caller = identity.into_owned();
             let layer = self.clone();
             return ResponseFuture::boxed(async move {
@@ -465,12 +467,11 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
             HeaderVerdict::Session(id) => {
                 // The hot path: no clone of the caller when the auth layer
                 // left it in the extensions.
-                let touch = self.manager.touch(&id, &identity);
+                let touch = self.manager.touch(&id, &identity, now);
                 if let Cow::Owned(identity) = identity {
                     request.extensions_mut().insert(identity);
                 }
-                request.extensions_mut().insert(GrantedRoles(roles));
-                ResponseFuture::touching(touch, inner, request, &self.local, retry_after)
+                ResponseFuture::touching(touch, inner, request, roles, &self.local, retry_after)
             }
             HeaderVerdict::Sessionless => {
                 if let Cow::Owned(identity) = identity {
