@@ -2,8 +2,16 @@
 //! `resources/templates/list`, `prompts/list`) down to what the caller may
 //! use, in JSON answers and in SSE-framed ones.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use bytes::{Bytes, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use super::message::{MaybeStr, Str};
 
 use super::rules::Policy;
 use crate::Roles;
@@ -40,6 +48,16 @@ impl ListKind {
     }
 }
 
+/// Why an answer was not filtered.
+#[derive(Debug)]
+pub(crate) enum Unfiltered {
+    /// Not JSON: it cannot be a list answer a client reads.
+    NotJson,
+    /// The answer to this pending list request cannot be read safely (a
+    /// repeated member, no list): fail closed.
+    Refused(Value),
+}
+
 /// The list requests of one HTTP request whose answers must be filtered.
 #[derive(Clone, Debug)]
 pub struct ListPlan {
@@ -52,60 +70,233 @@ pub struct ListPlan {
 }
 
 impl ListPlan {
-    /// Filters one JSON-RPC answer in place if it answers a pending list
-    /// request; true if it did.
-    fn filter_message(&mut self, message: &mut Value) -> bool {
-        let Some(object) = message.as_object_mut() else {
-            return false;
+    /// Filters a whole answer (one message or a batch answer). `Ok(None)`:
+    /// it answers no pending list request, send it as it is. `Err`: it
+    /// cannot be read safely (not JSON, a repeated member): fail closed.
+    pub(crate) fn filter_answer(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, Unfiltered> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            let messages: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(not_json)?;
+            let mut changed = false;
+            let mut parts = Vec::with_capacity(messages.len());
+            for m in &messages {
+                match self.filter_message(m.get())? {
+                    Some(filtered) => {
+                        changed = true;
+                        parts.push(Cow::Owned(filtered));
+                    }
+                    None => parts.push(Cow::Borrowed(m.get().as_bytes())),
+                }
+            }
+            if !changed {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(bytes.len());
+            out.push(b'[');
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(part);
+            }
+            out.push(b']');
+            Ok(Some(out))
+        } else {
+            let text = std::str::from_utf8(bytes).map_err(not_json)?;
+            self.filter_message(text.trim())
+        }
+    }
+
+    /// Filters one JSON-RPC answer if it answers a pending list request.
+    /// Works on the raw text: members are copied as they are, only the
+    /// list is rebuilt from the items kept.
+    fn filter_message(&mut self, text: &str) -> Result<Option<Vec<u8>>, Unfiltered> {
+        let Entries(entries) = serde_json::from_str(text).map_err(not_json)?;
+        let Some(id) = unique(&entries, "id").map_err(|()| Unfiltered::NotJson)? else {
+            return Ok(None);
         };
-        let Some(id) = object.get("id") else {
-            return false;
-        };
-        let Some(at) = self.pending.iter().position(|(pending, _)| pending == id) else {
-            return false;
+        let id: Value = serde_json::from_str(id.get()).map_err(not_json)?;
+        let Some(at) = self.pending.iter().position(|(pending, _)| *pending == id) else {
+            return Ok(None);
         };
         let (_, kind) = self.pending.swap_remove(at);
-        let Some(result) = object.get_mut("result").and_then(Value::as_object_mut) else {
-            return false; // an error answer: nothing to filter
+        let refused = |_: serde_json::Error| Unfiltered::Refused(id.clone());
+        let Some(result) =
+            unique(&entries, "result").map_err(|()| Unfiltered::Refused(id.clone()))?
+        else {
+            return Ok(None); // an error answer: nothing to filter
         };
+        let Entries(members) = serde_json::from_str(result.get()).map_err(refused)?;
         let (member, key, method) = kind.shape();
-        if let Some(items) = result.get_mut(member).and_then(Value::as_array_mut) {
-            let (policy, roles) = (&self.policy, &self.roles);
-            items.retain(|item| {
-                // An item without a usable name is not shown: fail closed.
-                item.get(key)
-                    .and_then(Value::as_str)
-                    .is_some_and(|name| policy.allows(method, Some(name), roles))
-            });
-        }
-        if self.private_scope || result.contains_key("cacheScope") {
-            result.insert("cacheScope".into(), Value::from("private"));
-        }
-        true
-    }
-
-    /// Filters a parsed answer (one message or a batch answer).
-    fn filter_value(&mut self, value: &mut Value) -> bool {
-        match value {
-            Value::Array(messages) => {
-                let mut any = false;
-                for m in messages {
-                    any |= self.filter_message(m);
-                }
-                any
+        let mut out_result = Vec::with_capacity(result.get().len());
+        out_result.push(b'{');
+        let mut first = true;
+        let mut push_key = |out: &mut Vec<u8>, k: &str| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
             }
-            message => self.filter_message(message),
+            // A key is a plain string: serializing it cannot fail.
+            serde_json::to_writer(&mut *out, k).unwrap_or_default();
+            out.push(b':');
+        };
+        let mut seen = (false, false);
+        for (k, v) in &members {
+            if k == member {
+                if std::mem::replace(&mut seen.0, true) {
+                    return Err(Unfiltered::Refused(id));
+                }
+                let items: Vec<&RawValue> = serde_json::from_str(v.get()).map_err(refused)?;
+                push_key(&mut out_result, k);
+                out_result.push(b'[');
+                let mut n = 0;
+                for item in items {
+                    // An item without a usable name is not shown: fail closed.
+                    let keep = name_of(item.get(), key)
+                        .is_some_and(|name| self.policy.allows(method, Some(&name), &self.roles));
+                    if keep {
+                        if n > 0 {
+                            out_result.push(b',');
+                        }
+                        out_result.extend_from_slice(item.get().as_bytes());
+                        n += 1;
+                    }
+                }
+                out_result.push(b']');
+            } else if k == "cacheScope" {
+                if std::mem::replace(&mut seen.1, true) {
+                    return Err(Unfiltered::Refused(id));
+                }
+                push_key(&mut out_result, k);
+                out_result.extend_from_slice(b"\"private\"");
+            } else {
+                push_key(&mut out_result, k);
+                out_result.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        if !seen.1 && self.private_scope {
+            push_key(&mut out_result, "cacheScope");
+            out_result.extend_from_slice(b"\"private\"");
+        }
+        out_result.push(b'}');
+        if !seen.0 {
+            return Err(Unfiltered::Refused(id)); // a list answer without its list
+        }
+        let mut out = Vec::with_capacity(text.len());
+        out.push(b'{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &**k).map_err(refused)?;
+            out.push(b':');
+            if k == "result" {
+                out.extend_from_slice(&out_result);
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        out.push(b'}');
+        Ok(Some(out))
+    }
+
+    /// Filters a whole JSON answer. `Err`: the id to answer with an error
+    /// instead (fail closed).
+    pub(crate) fn filter_json(&mut self, bytes: Bytes) -> Result<Bytes, Value> {
+        match self.filter_answer(&bytes) {
+            Ok(Some(filtered)) => Ok(Bytes::from(filtered)),
+            Ok(None) => Ok(bytes),
+            Err(Unfiltered::Refused(id)) => Err(id),
+            Err(Unfiltered::NotJson) => Err(self.first_id()),
         }
     }
 
-    /// Filters a whole JSON answer. `None`: not JSON (the caller fails
-    /// closed).
-    pub(crate) fn filter_json(&mut self, bytes: &[u8]) -> Option<Bytes> {
-        let mut value: Value = serde_json::from_slice(bytes).ok()?;
-        if !self.filter_value(&mut value) {
-            return Some(Bytes::copy_from_slice(bytes));
+    pub(crate) fn first_id(&self) -> Value {
+        self.pending
+            .first()
+            .map_or(Value::Null, |(id, _)| id.clone())
+    }
+}
+
+fn not_json(_: impl std::any::Any) -> Unfiltered {
+    Unfiltered::NotJson
+}
+
+/// The string member `key` of a list item (`None`: absent, not a string,
+/// repeated, or the item is not an object).
+fn name_of<'a>(item: &'a str, key: &str) -> Option<Cow<'a, str>> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_str(item);
+    let name = NameSeed(key).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    name
+}
+
+/// The value of a member that must not repeat (a repeat is refused: a
+/// client would read the last one, the filter the first).
+fn unique<'a>(
+    entries: &[(Cow<'a, str>, &'a RawValue)],
+    key: &str,
+) -> Result<Option<&'a RawValue>, ()> {
+    let mut found = entries.iter().filter(|(k, _)| k == key);
+    let first = found.next().map(|(_, v)| *v);
+    if found.next().is_some() {
+        return Err(());
+    }
+    Ok(first)
+}
+
+/// A JSON object's members in order, values left raw.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    entries.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Entries(entries))
+            }
         }
-        serde_json::to_vec(&value).ok().map(Bytes::from)
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads one string member of an object, skipping the others.
+struct NameSeed<'k>(&'k str);
+
+impl<'de> de::DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V<'k>(&'k str);
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list item")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut name, mut seen) = (None, false);
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    if key == self.0 {
+                        if std::mem::replace(&mut seen, true) {
+                            return Err(de::Error::duplicate_field("name"));
+                        }
+                        name = map.next_value::<MaybeStr<'de>>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(name)
+            }
+        }
+        d.deserialize_map(V(self.0))
     }
 }
 
@@ -179,16 +370,8 @@ impl SseFilter {
     fn overflow_events(&mut self) -> Bytes {
         let mut out = BytesMut::new();
         for (id, _) in self.plan.pending.drain(..) {
-            let error = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "error": {
-                    "code": super::codes::LIST_UNFILTERABLE,
-                    "message": "the list answer is too large for the policy layer to filter",
-                },
-            });
             out.extend_from_slice(b"data: ");
-            out.extend_from_slice(error.to_string().as_bytes());
+            out.extend_from_slice(unfilterable(id).as_bytes());
             out.extend_from_slice(b"\n\n");
         }
         out.freeze()
@@ -211,24 +394,41 @@ impl SseFilter {
             out.extend_from_slice(event);
             return;
         }
-        let Ok(mut value) = serde_json::from_slice::<Value>(&data) else {
-            out.extend_from_slice(event);
-            return;
+        let replacement = match self.plan.filter_answer(&data) {
+            Ok(None) | Err(Unfiltered::NotJson) => {
+                out.extend_from_slice(event);
+                return;
+            }
+            Ok(Some(filtered)) => filtered,
+            Err(Unfiltered::Refused(id)) => unfilterable(id).into_bytes(),
         };
-        if !self.plan.filter_value(&mut value) {
-            out.extend_from_slice(event);
-            return;
-        }
         for line in lines_of(event) {
             if !line.is_empty() && !line.starts_with(b"data:") {
                 out.extend_from_slice(line);
                 out.extend_from_slice(b"\n");
             }
         }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(value.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        // JSON whitespace may hold newlines: one `data:` line per line.
+        for line in replacement.split(|&b| b == b'\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\n");
+        }
+        out.extend_from_slice(b"\n");
     }
+}
+
+/// The error answer for a list request whose answer cannot be filtered.
+fn unfilterable(id: Value) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": super::codes::LIST_UNFILTERABLE,
+            "message": "the server's list answer could not be filtered by the policy layer",
+        },
+    })
+    .to_string()
 }
 
 /// The lines of an event, without their terminators (`\r\n`, `\n`, `\r`).
@@ -320,15 +520,28 @@ mod tests {
 
     #[test]
     fn json_answer() {
-        let out = plan().filter_json(LIST.as_bytes()).unwrap();
+        let out = plan()
+            .filter_json(Bytes::from_static(LIST.as_bytes()))
+            .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"], serde_json::json!([{"name":"whoami"}]));
         assert_eq!(v["result"]["cacheScope"], "private");
         // another id: untouched
         let other = LIST.replace("\"id\":1", "\"id\":2");
         assert_eq!(
-            &plan().filter_json(other.as_bytes()).unwrap()[..],
+            &plan().filter_json(Bytes::from(other.clone())).unwrap()[..],
             other.as_bytes()
+        );
+        // a repeated member fails closed
+        let twice = LIST.replace("\"result\"", "\"result\":{},\"result\"");
+        assert_eq!(plan().filter_json(Bytes::from(twice)), Err(Value::from(1)));
+        // pretty-printed, batched
+        let pretty = serde_json::to_string_pretty(&serde_json::json!([{"id": 0, "result": {}}, serde_json::from_str::<Value>(LIST).unwrap()])).unwrap();
+        let out = plan().filter_json(Bytes::from(pretty)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v[1]["result"]["tools"],
+            serde_json::json!([{"name":"whoami"}])
         );
     }
 

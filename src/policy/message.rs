@@ -109,7 +109,7 @@ impl<'a> Raw<'a> {
 }
 
 /// A string, borrowed from the body when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
+pub(crate) struct Str<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Str<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -134,7 +134,7 @@ impl<'de> Deserialize<'de> for Str<'de> {
 }
 
 /// A string, or anything else (skipped).
-struct MaybeStr<'a>(Option<Cow<'a, str>>);
+pub(crate) struct MaybeStr<'a>(pub(crate) Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for MaybeStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -471,15 +471,16 @@ where
                     };
                     let mut plan = plan.take().expect("polled after completion");
                     let mut parts = parts.take().expect("polled after completion");
-                    let filtered = outcome.and_then(|()| plan.filter_json(&buf.take()));
+                    let filtered = match outcome {
+                        Some(()) => plan.filter_json(buf.take()),
+                        None => Err(plan.first_id()),
+                    };
                     let response = match filtered {
-                        Some(bytes) => {
+                        Ok(bytes) => {
                             parts.headers.remove(CONTENT_LENGTH);
                             Response::from_parts(parts, PolicyBody::full(bytes))
                         }
-                        None => {
-                            Rejection::Unfilterable(first_id(&plan)).into_response(this.settings)
-                        }
+                        Err(id) => Rejection::Unfilterable(id).into_response(this.settings),
                     };
                     State::Ready {
                         response: Some(response),
@@ -489,12 +490,6 @@ where
             this.state.set(next);
         }
     }
-}
-
-fn first_id(plan: &ListPlan) -> Value {
-    plan.pending
-        .first()
-        .map_or(Value::Null, |(id, _)| id.clone())
 }
 
 /// The inner server answered a request holding list requests.
@@ -540,7 +535,7 @@ fn filter_response<S, F, B, ResB: Body<Data = Bytes>>(
             }
         }
         _ => State::Ready {
-            response: Some(Rejection::Unfilterable(first_id(&plan)).into_response(settings)),
+            response: Some(Rejection::Unfilterable(plan.first_id()).into_response(settings)),
         },
     }
 }
