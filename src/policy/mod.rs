@@ -583,7 +583,7 @@ where
     let future = inner.call(request);
     State::Calling {
         future,
-        plan: (!plan.is_empty()).then(|| ListPlan {
+        plan: (!plan.is_empty()).then_some(ListPlan {
             pending: plan,
             roles,
             policy,
