@@ -20,8 +20,8 @@
 //! - Stores: the [`SessionStore`] trait; [`MokaStore`] (default, bounded,
 //!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
 //! - Middleware: the [`layer`] module.
-//! - Tool-level authorization (feature `policy`): the [`policy`] module,
-//!   [`PolicyLayer`] inside the session layer, rules by role per tool,
+//! - Tool-level authorization (feature `policy`): the `policy` module,
+//!   `PolicyLayer` inside the session layer, rules by role per tool,
 //!   resource, prompt and method; list answers filtered per caller.
 //! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
 //!   functions.

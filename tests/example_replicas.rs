@@ -187,6 +187,10 @@ async fn call_tool(
         return (status, false, res.text().await.unwrap());
     }
     let reply: Value = res.json().await.unwrap();
+    // Refused by the example's policy layer: a JSON-RPC error naming the role.
+    if let Some(message) = reply["error"]["message"].as_str() {
+        return (status, true, message.to_string());
+    }
     let result = &reply["result"];
     let text = result["content"][0]["text"].as_str().unwrap_or_default();
     (status, result["isError"] == true, text.to_string())

@@ -82,11 +82,12 @@
 //!     .unwrap();
 //! # async fn mcp_server() -> &'static str { "" }
 //! # let auth = tower::layer::util::Identity::new();
+//! let server: Router = Router::new().route("/mcp", post(mcp_server)); // the MCP server
 //! let mcp = ServiceBuilder::new()
 //!     .layer(auth) // outermost: puts the caller's Identity into the extensions
 //!     .layer(SessionLayer::new(SessionManager::default())) // sessions, roles
 //!     .layer(PolicyLayer::new(policy)) // decides on those roles
-//!     .service(Router::new().route("/mcp", post(mcp_server))); // the MCP server
+//!     .service(server);
 //! # let _ = mcp;
 //! ```
 
