@@ -455,33 +455,22 @@ fn lines_of(event: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// empty line. `from` is a line start. A `\r` at the very end waits for the
 /// next byte (it may be half of `\r\n`).
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
     let mut line_start = from;
-    while i < buf.len() {
-        match buf[i] {
-            b'\n' => {
-                if i == line_start {
-                    return Some(i + 1);
-                }
-                i += 1;
-                line_start = i;
-            }
-            b'\r' => {
-                let next = match buf.get(i + 1) {
-                    None => return None,
-                    Some(b'\n') => i + 2,
-                    Some(_) => i + 1,
-                };
-                if i == line_start {
-                    return Some(next);
-                }
-                i = next;
-                line_start = i;
-            }
-            _ => i += 1,
+    loop {
+        let i = line_start
+            + buf[line_start..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')?;
+        let next = match (buf[i], buf.get(i + 1)) {
+            (b'\r', None) => return None,
+            (b'\r', Some(b'\n')) => i + 2,
+            _ => i + 1,
+        };
+        if i == line_start {
+            return Some(next);
         }
+        line_start = next;
     }
-    None
 }
 
 fn last_line_start(buf: &[u8]) -> usize {
