@@ -438,7 +438,7 @@ fn lines_of(event: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        let end = memchr::memchr2(b'\n', b'\r', rest);
         let (line, next) = match end {
             None => (rest, &rest[rest.len()..]),
             Some(i) if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') => {
@@ -457,10 +457,7 @@ fn lines_of(event: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut line_start = from;
     loop {
-        let i = line_start
-            + buf[line_start..]
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r')?;
+        let i = line_start + memchr::memchr2(b'\n', b'\r', &buf[line_start..])?;
         let next = match (buf[i], buf.get(i + 1)) {
             (b'\r', None) => return None,
             (b'\r', Some(b'\n')) => i + 2,
@@ -480,10 +477,7 @@ fn last_line_start(buf: &[u8]) -> usize {
     } else {
         buf.len()
     };
-    buf[..end]
-        .iter()
-        .rposition(|&b| b == b'\n' || b == b'\r')
-        .map_or(0, |i| i + 1)
+    memchr::memrchr2(b'\n', b'\r', &buf[..end]).map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]
