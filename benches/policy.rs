@@ -19,14 +19,16 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use mcp_session::policy::{Policy, PolicyLayer, Rule};
 use mcp_session::{Identity, SessionLayer, SessionManager};
 use serde_json::json;
-use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tokio::runtime::Runtime;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
 fn policy() -> Policy {
     Policy::default_deny()
@@ -89,6 +91,34 @@ async fn server<B: Body<Data = Bytes>>(
         .unwrap())
 }
 
+/// Times one request through `svc`, its answer read to the end.
+fn measure<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    runtime: &Runtime,
+    svc: S,
+    request: &dyn Fn() -> Request<Full<Bytes>>,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    B: Body<Data = Bytes>,
+{
+    group.bench_function(id, |b| {
+        b.to_async(runtime).iter(|| {
+            let (svc, request) = (svc.clone(), request());
+            async move {
+                let response = svc.oneshot(request).await.ok().unwrap();
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .ok()
+                    .unwrap()
+                    .to_bytes()
+            }
+        })
+    });
+}
+
 fn call_body(size: usize) -> Bytes {
     let head = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tool_17","arguments":{"text":""#;
     let tail = r#""}}}"#;
@@ -138,38 +168,16 @@ fn bench(c: &mut Criterion) {
             .layer(SessionLayer::new(manager.clone()))
             .layer(PolicyLayer::new(policy()))
             .service(service_fn(|r| server(r, None)));
-        group.bench_function(BenchmarkId::new("session", label), |b| {
-            b.to_async(&runtime).iter(|| {
-                let (svc, request) = (plain.clone(), request(body.clone()));
-                async move {
-                    let response = svc.oneshot(request).await.unwrap();
-                    response
-                        .into_body()
-                        .collect()
-                        .await
-                        .ok()
-                        .unwrap()
-                        .to_bytes()
-                }
-            })
-        });
-        group.bench_function(BenchmarkId::new("session+policy", label), |b| {
-            b.to_async(&runtime).iter(|| {
-                let (svc, request) = (with_policy.clone(), request(body.clone()));
-                async move {
-                    let response = svc.oneshot(request).await.unwrap();
-                    let bytes = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .ok()
-                        .unwrap()
-                        .to_bytes();
-                    debug_assert!(!bytes.starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\""));
-                    bytes
-                }
-            })
-        });
+        let make = || request(body.clone());
+        measure(
+            &mut group,
+            BenchmarkId::new("session", label),
+            &runtime,
+            plain,
+            &make,
+        );
+        let id = BenchmarkId::new("session+policy", label);
+        measure(&mut group, id, &runtime, with_policy, &make);
     }
     group.finish();
 
@@ -189,36 +197,16 @@ fn bench(c: &mut Criterion) {
             .layer(SessionLayer::new(manager.clone()))
             .layer(PolicyLayer::new(policy()))
             .service(service_fn(move |r| server(r, Some((a.clone(), sse)))));
-        group.bench_function(BenchmarkId::new("session", label), |b| {
-            b.to_async(&runtime).iter(|| {
-                let (svc, request) = (plain.clone(), request(list_request.clone()));
-                async move {
-                    let response = svc.oneshot(request).await.unwrap();
-                    response
-                        .into_body()
-                        .collect()
-                        .await
-                        .ok()
-                        .unwrap()
-                        .to_bytes()
-                }
-            })
-        });
-        group.bench_function(BenchmarkId::new("session+policy", label), |b| {
-            b.to_async(&runtime).iter(|| {
-                let (svc, request) = (with_policy.clone(), request(list_request.clone()));
-                async move {
-                    let response = svc.oneshot(request).await.unwrap();
-                    response
-                        .into_body()
-                        .collect()
-                        .await
-                        .ok()
-                        .unwrap()
-                        .to_bytes()
-                }
-            })
-        });
+        let make = || request(list_request.clone());
+        measure(
+            &mut group,
+            BenchmarkId::new("session", label),
+            &runtime,
+            plain,
+            &make,
+        );
+        let id = BenchmarkId::new("session+policy", label);
+        measure(&mut group, id, &runtime, with_policy, &make);
     }
     group.finish();
 

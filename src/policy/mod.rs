@@ -118,7 +118,7 @@ pub use rules::{
 
 use self::filter::{ListKind, ListPlan, SseFilter, SseOutput};
 use self::message::{decode_header, BodyError};
-use crate::layer::{RequestBody, MCP_PROTOCOL_VERSION, SESSIONLESS_PROTOCOL_VERSION};
+use crate::layer::{RequestBody, ResponseBody, MCP_PROTOCOL_VERSION, SESSIONLESS_PROTOCOL_VERSION};
 use crate::Roles;
 
 /// JSON-RPC error codes of the policy layer's answers (besides `-32700`
@@ -445,7 +445,7 @@ where
                     let response = ready!(future.poll(cx))?;
                     match plan.take() {
                         None => State::Ready {
-                            response: Some(response.map(PolicyBody::inner)),
+                            response: Some(response.map(passed)),
                         },
                         Some(plan) => filter_response(response, plan, this.settings),
                     }
@@ -479,7 +479,7 @@ where
                     let response = match filtered {
                         Ok(bytes) => {
                             parts.headers.remove(CONTENT_LENGTH);
-                            Response::from_parts(parts, PolicyBody::full(bytes))
+                            Response::from_parts(parts, produced(bytes))
                         }
                         Err(id) => Rejection::Unfilterable(id).into_response(this.settings),
                     };
@@ -513,7 +513,7 @@ fn filter_response<S, F, B, ResB: Body<Data = Bytes>>(
     let (mut parts, body) = response.into_parts();
     match content_type.as_deref() {
         _ if !parts.status.is_success() || parts.status == StatusCode::ACCEPTED => State::Ready {
-            response: Some(Response::from_parts(parts, PolicyBody::inner(body))),
+            response: Some(Response::from_parts(parts, passed(body))),
         },
         Some("application/json") => State::Collecting {
             body,
@@ -527,11 +527,7 @@ fn filter_response<S, F, B, ResB: Body<Data = Bytes>>(
             State::Ready {
                 response: Some(Response::from_parts(
                     parts,
-                    PolicyBody::Sse {
-                        body,
-                        filter: Some(Box::new(filter)),
-                        ended: false,
-                    },
+                    ResponseBody::inner(FilteredBody::new(body, Some(filter))),
                 )),
             }
         }
@@ -788,7 +784,7 @@ impl Rejection {
                 (status, error_object(id, code, &message))
             }
         };
-        let mut response = Response::new(PolicyBody::full(Bytes::from(body.to_string())));
+        let mut response = Response::new(produced(Bytes::from(body.to_string())));
         *response.status_mut() = status;
         response
             .headers_mut()
@@ -797,40 +793,42 @@ impl Rejection {
     }
 }
 
+/// The response body of [`PolicyService`]: the server's (SSE list answers
+/// filtered on the way), or bytes the layer produced (a filtered JSON list
+/// answer, a JSON-RPC error), in the session layer's body type. No
+/// `Default` bound on the inner body.
+pub type PolicyBody<B> = ResponseBody<FilteredBody<B>>;
+
 pin_project! {
-    /// The response body of [`PolicyService`]: the server's, a filtered
-    /// list answer, or the layer's own JSON-RPC error. No `Default` bound
-    /// on the inner body.
-    #[project = PolicyBodyProj]
-    #[allow(missing_docs)] // fields are described on their variants
-    pub enum PolicyBody<B> {
-        /// The server's body, untouched.
-        Inner { #[pin] body: B },
-        /// Bytes the layer produced (a filtered JSON answer or an error).
-        Full { bytes: Option<Bytes> },
-        /// A server-sent event stream whose list answers are filtered.
-        Sse {
-            #[pin]
-            body: B,
-            filter: Option<Box<SseFilter>>,
-            ended: bool,
-        },
+    /// The server's body, passed through, or (an SSE answer holding a list
+    /// answer) filtered event by event until the list went by.
+    pub struct FilteredBody<B> {
+        #[pin]
+        body: B,
+        filter: Option<Box<SseFilter>>,
+        ended: bool,
     }
 }
 
-impl<B> PolicyBody<B> {
-    fn inner(body: B) -> Self {
-        PolicyBody::Inner { body }
-    }
-
-    fn full(bytes: Bytes) -> Self {
-        PolicyBody::Full {
-            bytes: (!bytes.is_empty()).then_some(bytes),
+impl<B> FilteredBody<B> {
+    fn new(body: B, filter: Option<SseFilter>) -> Self {
+        FilteredBody {
+            body,
+            filter: filter.map(Box::new),
+            ended: false,
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for PolicyBody<B> {
+fn passed<B>(body: B) -> PolicyBody<B> {
+    ResponseBody::inner(FilteredBody::new(body, None))
+}
+
+fn produced<B>(bytes: Bytes) -> PolicyBody<B> {
+    ResponseBody::error(bytes)
+}
+
+impl<B: Body<Data = Bytes>> Body for FilteredBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -838,63 +836,49 @@ impl<B: Body<Data = Bytes>> Body for PolicyBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            PolicyBodyProj::Inner { body } => body.poll_frame(cx),
-            PolicyBodyProj::Full { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            PolicyBodyProj::Sse {
-                mut body,
-                filter,
-                ended,
-            } => loop {
-                if *ended {
-                    return Poll::Ready(None);
-                }
-                let Some(f) = filter.as_mut() else {
-                    return body.poll_frame(cx);
-                };
-                match ready!(body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => match f.push(&data) {
-                            SseOutput::Send(out) => {
-                                if f.done() {
-                                    *filter = None;
-                                }
-                                if !out.is_empty() {
-                                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                                }
+        let mut this = self.project();
+        loop {
+            if *this.ended {
+                return Poll::Ready(None);
+            }
+            let Some(f) = this.filter.as_mut() else {
+                return this.body.poll_frame(cx);
+            };
+            match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => match f.push(&data) {
+                        SseOutput::Send(out) => {
+                            if f.done() {
+                                *this.filter = None;
                             }
-                            SseOutput::Overflow(out) => {
-                                *ended = true;
+                            if !out.is_empty() {
                                 return Poll::Ready(Some(Ok(Frame::data(out))));
                             }
-                        },
-                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                        }
+                        SseOutput::Overflow(out) => {
+                            *this.ended = true;
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
                     },
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        f.finish();
-                        *ended = true;
-                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    f.finish();
+                    *this.ended = true;
                 }
-            },
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            PolicyBody::Inner { body } => body.is_end_stream(),
-            PolicyBody::Full { bytes } => bytes.is_none(),
-            PolicyBody::Sse { body, ended, .. } => *ended || body.is_end_stream(),
-        }
+        self.ended || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            PolicyBody::Inner { body } => body.size_hint(),
-            PolicyBody::Full { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            PolicyBody::Sse { .. } => SizeHint::default(),
+        match self.filter {
+            None => self.body.size_hint(),
+            Some(_) => SizeHint::default(),
         }
     }
 }
