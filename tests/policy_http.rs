@@ -97,6 +97,7 @@ struct Stack {
     manager: SessionManager,
     calls: Arc<AtomicUsize>,
     with_session_layer: bool,
+    max_list_answer: usize,
 }
 
 impl Stack {
@@ -105,6 +106,7 @@ impl Stack {
             manager: SessionManager::default(),
             calls: Arc::new(AtomicUsize::new(0)),
             with_session_layer: true,
+            max_list_answer: mcp_session::policy::DEFAULT_MAX_LIST_ANSWER,
         }
     }
 
@@ -142,7 +144,7 @@ impl Stack {
             let svc = ServiceBuilder::new()
                 .map_request(auth)
                 .layer(SessionLayer::new(self.manager.clone()))
-                .layer(PolicyLayer::new(policy()))
+                .layer(PolicyLayer::new(policy()).max_list_answer(self.max_list_answer))
                 .service(inner!());
             let response = svc.oneshot(request).await.unwrap();
             let (parts, body) = response.into_parts();
@@ -493,4 +495,28 @@ async fn fails_closed_outside_the_session_layer_and_on_bad_bodies() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_list_answer_too_large_to_filter_fails_closed() {
+    let mut stack = Stack::new();
+    stack.max_list_answer = 100; // the scripted tools/list answer is larger
+    let (status, _, body) = stack
+        .send("bob", modern("tools/list", None, &list(5, "tools/list")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["id"], 5);
+    assert_eq!(answer["error"]["code"], codes::LIST_UNFILTERABLE);
+    assert!(!body.contains("admin_echo"));
+
+    // SSE: the stream ends with an error answer for the list request.
+    let mut request = modern("tools/list", None, &list(6, "tools/list"));
+    request.headers_mut().insert("x-sse", "1".parse().unwrap());
+    let (status, _, body) = stack.send("bob", request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("admin_echo"), "{body}");
+    let answer = sse_data(&body);
+    assert_eq!(answer["id"], 6);
+    assert_eq!(answer["error"]["code"], codes::LIST_UNFILTERABLE);
 }

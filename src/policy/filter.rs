@@ -315,8 +315,8 @@ pub struct SseFilter {
 pub(crate) enum SseOutput {
     /// Bytes to send (possibly empty: wait for more).
     Send(Bytes),
-    /// An event grew past the cap: these bytes (errors for the pending list
-    /// requests) end the stream.
+    /// An event grew past the cap: these bytes (the events before it, then
+    /// errors for the pending list requests) end the stream.
     Overflow(Bytes),
 }
 
@@ -341,6 +341,12 @@ impl SseFilter {
         while let Some(end) = find_event_end(&self.buf, self.scan_from) {
             let event = self.buf.split_to(end);
             self.scan_from = 0;
+            if event.len() > self.max_event && !self.plan.pending.is_empty() {
+                // The same cap whether the event came in pieces or whole.
+                self.buf.clear();
+                out.extend_from_slice(&self.overflow_events());
+                return SseOutput::Overflow(out.freeze());
+            }
             if self.plan.pending.is_empty() {
                 out.extend_from_slice(&event);
             } else {
@@ -354,7 +360,8 @@ impl SseFilter {
         }
         if self.buf.len() > self.max_event {
             self.buf.clear();
-            return SseOutput::Overflow(self.overflow_events());
+            out.extend_from_slice(&self.overflow_events());
+            return SseOutput::Overflow(out.freeze());
         }
         // Resume from the last line start next time.
         self.scan_from = last_line_start(&self.buf);
