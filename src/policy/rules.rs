@@ -126,8 +126,8 @@ pub struct Rule {
 
 impl Rule {
     /// A rule that allows `roles` (`"*"`: every caller) the targets added
-    /// next ([`tools`](Rule::tools), [`resources`](Rule::resources),
-    /// [`prompts`](Rule::prompts) or [`methods`](Rule::methods)).
+    /// next ([`tools`](RuleBuilder::tools), [`resources`](RuleBuilder::resources),
+    /// [`prompts`](RuleBuilder::prompts) or [`methods`](RuleBuilder::methods)).
     pub fn allow<R: AsRef<str>>(roles: impl IntoIterator<Item = R>) -> RuleBuilder {
         RuleBuilder::new(Effect::Allow, roles)
     }
