@@ -112,11 +112,18 @@ impl ListPlan {
     /// list is rebuilt from the items kept.
     fn filter_message(&mut self, text: &str) -> Result<Option<Vec<u8>>, Unfiltered> {
         let Entries(entries) = serde_json::from_str(text).map_err(not_json)?;
+        if entries.iter().any(|(k, _)| k == "method") {
+            return Ok(None); // a request or notification from the server
+        }
         let Some(id) = unique(&entries, "id").map_err(|()| Unfiltered::NotJson)? else {
             return Ok(None);
         };
         let id: Value = serde_json::from_str(id.get()).map_err(not_json)?;
-        let Some(at) = self.pending.iter().position(|(pending, _)| *pending == id) else {
+        let Some(at) = self
+            .pending
+            .iter()
+            .position(|(pending, _)| same_id(pending, &id))
+        else {
             return Ok(None);
         };
         let (_, kind) = self.pending.swap_remove(at);
@@ -229,6 +236,15 @@ fn name_of<'a>(item: &'a str, key: &str) -> Option<Cow<'a, str>> {
     let name = NameSeed(key).deserialize(&mut de).ok()?;
     de.end().ok()?;
     name
+}
+
+/// Whether an answer's id is the request's: numbers by value (`1.0` is `1`,
+/// as a client reading the answer may take it), anything else exactly.
+fn same_id(request: &Value, answer: &Value) -> bool {
+    match (request.as_f64(), answer.as_f64()) {
+        (Some(a), Some(b)) => a == b,
+        _ => request == answer,
+    }
 }
 
 /// The value of a member that must not repeat (a repeat is refused: a
@@ -522,6 +538,10 @@ mod tests {
             &plan().filter_json(Bytes::from(other.clone())).unwrap()[..],
             other.as_bytes()
         );
+        // an id echoed as 1.0 is still the request's
+        let echoed = LIST.replace("\"id\":1", "\"id\":1.0");
+        let out = plan().filter_json(Bytes::from(echoed)).unwrap();
+        assert!(!String::from_utf8_lossy(&out).contains("admin_echo"));
         // a repeated member fails closed
         let twice = LIST.replace("\"result\"", "\"result\":{},\"result\"");
         assert_eq!(plan().filter_json(Bytes::from(twice)), Err(Value::from(1)));
