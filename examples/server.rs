@@ -28,9 +28,15 @@
 //! and `bob` with `reader`. The layer caches them per identity for at most
 //! `--roles-max-age-secs` (default 60).
 //!
+//! Who may call which tool is decided by `mcp_session::policy::PolicyLayer`
+//! from examples/policy.toml (inside the session layer): a caller's
+//! `tools/list` shows only the tools it may call, and a refused call gets a
+//! JSON-RPC error naming the missing role; the tool never runs.
+//!
 //! Tools:
-//! - `whoami`: the caller's identity, current roles and session id;
-//! - `admin_echo {"text"}`: echoes, for role `admin`;
+//! - `whoami`: the caller's identity, current roles and session id (every
+//!   authenticated caller);
+//! - `admin_echo {"text"}`: echoes, for role `admin` (policy only);
 //! - `set_roles {"identity_id", "roles"}` (role `admin`): replaces that
 //!   identity's roles in the directory and invalidates them on every
 //!   replica; returns `{"identity_id", "roles"}`;
@@ -50,7 +56,8 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use http::{header, StatusCode};
 use mcp_session::layer::codes;
-use mcp_session::rmcp::{Caller, MissingRole};
+use mcp_session::policy::{Policy, PolicyLayer};
+use mcp_session::rmcp::Caller;
 use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
     Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, RedisStore, Role, Roles, SessionId,
@@ -392,8 +399,22 @@ pub fn app<S: SessionStore>(
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn(demo_bearer_auth)) // outermost: runs first
         .layer(layer)
+        .layer(PolicyLayer::new(demo_policy())) // tool-level authorization
         .service(rmcp);
     Router::new().nest_service("/mcp", mcp)
+}
+
+// ---------------------------------------------------------------------------
+// Tool-level authorization: examples/policy.toml
+// ---------------------------------------------------------------------------
+
+/// The demo policy: `whoami` for every caller, the admin tools for `admin`.
+pub fn demo_policy() -> Policy {
+    match Policy::from_toml(include_str!("policy.toml")) {
+        Ok(policy) => policy,
+        // Compiled in and covered by tests: a broken file never ships.
+        Err(error) => panic!("examples/policy.toml: {error}"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -656,15 +677,11 @@ impl DemoServer {
         .to_string()
     }
 
-    /// Echoes the text for callers with the `admin` role.
+    /// Echoes the text. Who may call it is the policy's business
+    /// (examples/policy.toml: role `admin`), not the tool's.
     #[tool(description = "Echo the text back; requires the role `admin`")]
-    fn admin_echo(
-        &self,
-        caller: Caller,
-        Parameters(args): Parameters<EchoArgs>,
-    ) -> Result<String, MissingRole> {
-        caller.require_role("admin")?;
-        Ok(args.text)
+    fn admin_echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        args.text
     }
 
     /// Replaces an identity's roles everywhere (admin only).
@@ -676,6 +693,8 @@ impl DemoServer {
         caller: Caller,
         Parameters(args): Parameters<SetRolesArgs>,
     ) -> Result<String, String> {
+        // Defense in depth: the policy already admits only `admin`; this
+        // destructive tool stays safe if wired without the policy layer.
         caller.require_role("admin").map_err(|e| e.to_string())?;
         let roles = Roles::new(args.roles.iter().map(String::as_str));
         self.admin.set_roles(&args.identity_id, roles).await?;
@@ -691,6 +710,7 @@ impl DemoServer {
         caller: Caller,
         Parameters(args): Parameters<RevokeArgs>,
     ) -> Result<String, String> {
+        // Defense in depth, as in `set_roles`.
         caller.require_role("admin").map_err(|e| e.to_string())?;
         let terminated = self.admin.revoke_sessions(&args.identity_id).await?;
         Ok(serde_json::json!({"terminated": terminated}).to_string())

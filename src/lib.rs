@@ -20,6 +20,9 @@
 //! - Stores: the [`SessionStore`] trait; [`MokaStore`] (default, bounded,
 //!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
 //! - Middleware: the [`layer`] module.
+//! - Tool-level authorization (feature `policy`): the `policy` module,
+//!   `PolicyLayer` inside the session layer, rules by role per tool,
+//!   resource, prompt and method; list answers filtered per caller.
 //! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
 //!   functions.
 //!
@@ -61,6 +64,8 @@ mod session;
 mod time;
 
 pub mod layer;
+#[cfg(feature = "policy")]
+pub mod policy;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
 pub mod roles;
@@ -77,6 +82,8 @@ pub use id::{SessionId, MAX_ADOPTED_ID_LEN, SESSION_ID_BYTES, SESSION_ID_HEX_LEN
 pub use identity::{Identity, Role, Roles};
 pub use layer::{IdMode, SessionLayer, SessionMiddleware};
 pub use manager::{SessionManager, SessionManagerBuilder};
+#[cfg(feature = "policy")]
+pub use policy::{Policy, PolicyLayer};
 pub use resolve::{IdentityFromExtensions, ResolveIdentity};
 pub use session::Session;
 #[cfg(feature = "redis")]

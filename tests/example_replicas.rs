@@ -204,6 +204,10 @@ async fn call_tool(
         .find_map(|line| line.strip_prefix("data: ").filter(|d| !d.is_empty()))
         .unwrap_or(&text);
     let reply: Value = serde_json::from_str(json).unwrap();
+    // Refused by the example's policy layer: a JSON-RPC error naming the role.
+    if let Some(message) = reply["error"]["message"].as_str() {
+        return (status, true, message.to_string());
+    }
     let result = &reply["result"];
     let text = result["content"][0]["text"].as_str().unwrap_or_default();
     (status, result["isError"] == true, text.to_string())

@@ -1,8 +1,9 @@
 //! The example server (examples/server.rs, compiled into this test as a
 //! module: the same code `cargo run --example server` runs) against the
 //! official MCP Python SDK, in its `mode="legacy"` (initialize handshake,
-//! sessions) and `mode="auto"` (probes `server/discover`, then speaks
-//! 2026-07-28 sessionless) client modes. The client side is
+//! sessions), `mode="auto"` (probes `server/discover`, then speaks
+//! 2026-07-28 sessionless) and `mode="2026-07-28"` client modes, with the
+//! example's policy (bob sees and calls only `whoami`). The client side is
 //! tests/python/sdk_client.py.
 //!
 //! Needs `python3` with the SDK: `python3 -m pip install 'mcp==2.3.0'`.
@@ -82,7 +83,7 @@ async fn check_example_server(mode: IdMode, session_ids: &str) {
     let client = tokio::process::Command::new(python())
         .arg(SCRIPT)
         .arg(&url)
-        .args(["--mode", "both", "--session-ids", session_ids])
+        .args(["--mode", "all", "--session-ids", session_ids])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
