@@ -66,6 +66,18 @@
 //! `initialize` → `400`. The cost: sessionless POSTs are buffered and
 //! parsed by the layer before the inner server parses them again.
 //!
+//! # Session ends and streams
+//!
+//! The layer keeps a registry of the sessions it serves in this process
+//! (expiring with them) and hooks the manager's
+//! [session-end events](crate::events). When a session ends, here or on
+//! another replica, or expires here: its open event streams (GET streams,
+//! SSE answers to POSTs) end, and in [`IdMode::Adopt`] the layer sends
+//! `DELETE` with the id straight to the inner service, so the inner
+//! server's own session goes too. While an event stream is open, its
+//! session is refreshed every third of the idle timeout (at most every
+//! 60 s), never past its deadline.
+//!
 //! # Ordering
 //!
 //! Put the authentication layer *outside* this one (so it runs first and
