@@ -214,9 +214,16 @@ async fn serve<S: SessionStore>(
     let app = if options.without_layer {
         Router::new().nest_service("/mcp", rmcp)
     } else {
+        // Every layer of this crate, in its order: the policy layer allows
+        // all here (the suite's identity may do anything), so what is
+        // checked is that it passes every scenario's traffic through intact.
+        let allow_all = mcp_session::policy::Policy::default_allow()
+            .build()
+            .expect("an empty allow-all policy is valid");
         let mcp = ServiceBuilder::new()
             .layer(middleware::from_fn(fixed_identity)) // outermost: runs first
             .layer(layer)
+            .layer(mcp_session::policy::PolicyLayer::new(allow_all))
             .service(rmcp);
         Router::new().nest_service("/mcp", mcp)
     };

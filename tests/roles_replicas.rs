@@ -159,6 +159,26 @@ async fn revocation_on_one_replica_ends_the_sessions_on_the_other() {
     assert!(a.roles(&alice()).await.unwrap().is_empty());
 }
 
+/// A healthy subscription stays up across its health checks: the cache
+/// is not dropped every few seconds (a `PING` answered the pub/sub way must
+/// count as an answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_subscription_keeps_the_cache() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let directory = Arc::new(Directory::with([("alice", &["admin"])]));
+    let store = RedisStore::connect_with_config(&server.url(), store_config("healthy:"))
+        .await
+        .unwrap();
+    let replica = manager(store, &directory);
+    until_cached(&replica, &directory).await;
+    let lookups = directory.lookups();
+    tokio::time::sleep(Duration::from_millis(4_500)).await; // two health checks
+    replica.roles(&alice()).await.unwrap();
+    assert_eq!(directory.lookups(), lookups, "the cache was dropped");
+}
+
 /// A replica that was cut off from the channel may have missed
 /// invalidations: once it is back it drops everything it cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

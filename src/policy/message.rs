@@ -87,6 +87,17 @@ impl<'a> Raw<'a> {
         };
         let name = match name {
             Some(Some(name)) => Some(name),
+            // Subscriptions were removed in 2026-07-28: such a request goes
+            // on for the server to answer (`-32601`); rules on resource
+            // URIs cannot match it, so it is decided by method alone.
+            Some(None)
+                if matches!(
+                    self.method.as_deref(),
+                    Some("resources/subscribe" | "resources/unsubscribe")
+                ) =>
+            {
+                None
+            }
             Some(None) => {
                 let method = self.method.as_deref().unwrap_or_default();
                 let key = if method.starts_with("resources/") {
@@ -327,6 +338,18 @@ mod tests {
         assert_eq!(m[1].id, None);
         assert_eq!(parse(b"{"), Err(BodyError::Json));
         assert!(matches!(parse(b"[]"), Err(BodyError::Invalid(_))));
+        // A subscription without a URI (removed in 2026-07-28) goes on to
+        // the server; a call without a name does not.
+        let Ok(Body::Single(m)) =
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe"}"#)
+        else {
+            panic!("a subscribe without a uri parses");
+        };
+        assert!(m.name.is_none());
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#),
+            Err(BodyError::Invalid(_))
+        ));
         assert!(matches!(parse(b"[1]"), Err(BodyError::Invalid(_))));
         assert!(matches!(
             parse(br#"{"method":"a","method":"b"}"#),

@@ -350,7 +350,7 @@ async fn subscriber(
                             None => break,
                         },
                         _ = health.tick() => {
-                            let ping = tokio::time::timeout(timeout, sink.ping::<String>()).await;
+                            let ping = tokio::time::timeout(timeout, sink.ping::<::redis::Value>()).await;
                             if !matches!(ping, Ok(Ok(_))) {
                                 break;
                             }
