@@ -182,6 +182,19 @@ impl<S: SessionStore> Server<S> {
         status
     }
 
+    /// The status of a `DELETE` of `session` through the layer.
+    async fn delete(&self, user: &str, session: &str) -> StatusCode {
+        let res = self
+            .http
+            .delete(&self.url)
+            .bearer_auth(user)
+            .header("mcp-session-id", session)
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    }
+
     /// What rmcp itself answers for this id (no layer in front).
     async fn rmcp_knows(&self, session: &str) -> bool {
         let res = self
@@ -214,20 +227,29 @@ impl<S: SessionStore> Server<S> {
     }
 }
 
+/// Reads what is left of an event stream whose session just ended: it must
+/// end within half a second (keep-alives already on their way may arrive).
+async fn assert_stream_ends_promptly(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+) {
+    let ended = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), body.next()).await {
+            Ok(Some(Ok(_))) if ended.elapsed() < Duration::from_secs(1) => continue,
+            Ok(None) | Ok(Some(Err(_))) => break,
+            _ => panic!("the stream outlived its session by a second"),
+        }
+    }
+    let took = ended.elapsed();
+    assert!(took < Duration::from_millis(500), "{took:?}");
+}
+
 #[tokio::test]
 async fn delete_closes_rmcps_session() {
     let server = start(SessionManager::new(MokaStore::new(100), config())).await;
     let id = server.initialize("alice").await.unwrap();
     assert!(server.rmcp_knows(&id).await);
-    let res = server
-        .http
-        .delete(&server.url)
-        .bearer_auth("alice")
-        .header("mcp-session-id", &id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.delete("alice", &id).await, StatusCode::NO_CONTENT);
     server.until_rmcp_holds(0).await;
     assert!(!server.rmcp_knows(&id).await);
 }
@@ -377,20 +399,7 @@ async fn an_open_stream_keeps_its_session_alive_and_ends_with_it() {
 
     // Its session ends (revoked): the stream ends promptly.
     server.manager.revoke_sessions("alice").await.unwrap();
-    let ended = Instant::now();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(1), body.next()).await {
-            // Keep-alives already on their way, but not for long.
-            Ok(Some(Ok(_))) if ended.elapsed() < Duration::from_secs(1) => continue,
-            Ok(None) | Ok(Some(Err(_))) => break,
-            _ => panic!("the stream outlived its session by a second"),
-        }
-    }
-    assert!(
-        ended.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        ended.elapsed()
-    );
+    assert_stream_ends_promptly(&mut body).await;
 }
 
 /// Mint mode: rmcp is stateless; an event-stream answer on a session is
@@ -448,15 +457,7 @@ async fn mint_mode_streams_end_with_their_session() {
     let mut body = res.bytes_stream();
     assert!(matches!(body.next().await, Some(Ok(_))));
     manager.delete(session.id()).await.unwrap();
-    let ended = Instant::now();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(1), body.next()).await {
-            Ok(Some(Ok(_))) if ended.elapsed() < Duration::from_secs(1) => continue,
-            Ok(None) | Ok(Some(Err(_))) => break,
-            _ => panic!("the stream outlived its session by a second"),
-        }
-    }
-    assert!(ended.elapsed() < Duration::from_millis(500));
+    assert_stream_ends_promptly(&mut body).await;
     stop.cancel();
 }
 
@@ -497,15 +498,7 @@ mod across_replicas {
         // DELETE through B of a session A holds.
         let id = a.initialize("alice").await.unwrap();
         a.until_rmcp_holds(1).await;
-        let res = b
-            .http
-            .delete(&b.url)
-            .bearer_auth("alice")
-            .header("mcp-session-id", &id)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(b.delete("alice", &id).await, StatusCode::NO_CONTENT);
         a.until_rmcp_holds(0).await;
         assert!(!a.rmcp_knows(&id).await);
 
