@@ -106,8 +106,10 @@ impl LocalSessions {
             .max_capacity(manager.config().limits.max_sessions)
             .expire_after(HeldExpiry)
             .eviction_listener(move |_, held: Arc<Held>, cause| {
-                // Removed by `end` (already handled) or replaced: nothing to do.
-                if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
+                // Only an expiry ends the session here. Removed by `end`
+                // (handled there), replaced, or dropped for room (the
+                // session itself lives on): nothing to close.
+                if cause == RemovalCause::Expired {
                     held.end_streams();
                     if let Some(close) = on_expiry.get() {
                         close(held.id.clone());
