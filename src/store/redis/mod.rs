@@ -189,6 +189,7 @@ use tokio::time::Instant;
 use self::notices::Notices;
 use super::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 
+mod digest_keys;
 mod notices;
 use crate::log::log_warn;
 use crate::{
