@@ -21,7 +21,8 @@
 //!   in-process); `RedisStore` (feature `redis`, standalone and Cluster).
 //! - Middleware: the [`layer`] module.
 //! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
-//!   functions.
+//!   functions; `rmcp::SessionStateStore`, rmcp's session store over ours
+//!   (stateful rmcp on many replicas, no sticky routing).
 //!
 //! # Example
 //!
