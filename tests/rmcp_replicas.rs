@@ -13,6 +13,8 @@
 //!   MCP Python SDK (tests/python/replicas_client.py, whose HTTP transport
 //!   sends each request to the other replica). Without the adapter the
 //!   second replica answers 404 to the first one's session.
+//! - One process with the in-memory variant: rmcp restores a session its
+//!   own keep-alive dropped while the layer still holds it (404 without).
 //!
 //! Needs `redis-server` (and `python3` with `mcp==2.3.0` for the SDK test):
 //! without them the tests say so loudly and pass, except under `CI=true`.
@@ -397,4 +399,98 @@ async fn python_sdk_session_alternates_between_two_adopt_replicas() {
     let client = reqwest::Client::new();
     assert!(rmcp_empty(&client, [&a, &b]).await);
     assert_eq!(rmcp_keys(&redis), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------
+// One process: the in-memory variant
+
+#[derive(Clone)]
+struct Empty;
+
+impl rmcp::ServerHandler for Empty {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(rmcp::model::ServerCapabilities::builder().build())
+    }
+}
+
+/// rmcp behind the layer (adopt mode) with a keep-alive far shorter than
+/// the layer's idle timeout, with or without in-memory states: after rmcp
+/// dropped the idle session on its own, the status of the next request and
+/// how many sessions rmcp holds then.
+async fn after_rmcp_dropped_the_session(with_states: bool) -> (StatusCode, usize) {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+
+    let manager = SessionManager::new(
+        mcp_session::MokaStore::new(100),
+        Config::default().timeout(Duration::from_secs(60)),
+    );
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(Duration::from_millis(300));
+    let sessions = Arc::new(sessions);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(stop.clone());
+    if with_states {
+        config.session_store = Some(SessionStateStore::in_memory(&manager));
+    }
+    let rmcp = StreamableHttpService::new(|| Ok(Empty), sessions.clone(), config);
+    let mcp = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                request.extensions_mut().insert(alice());
+                next.run(request).await
+            },
+        ))
+        .layer(mcp_session::SessionLayer::new(manager).id_mode(mcp_session::IdMode::Adopt))
+        .service(rmcp);
+    let app = axum::Router::new().nest_service("/mcp", mcp);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+
+    let client = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "idle", "version": "1"}}});
+    let (status, id, _) = post(&client, &url, "any", None, init).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = id.unwrap();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, _) = post(&client, &url, "any", Some(&id), note).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // rmcp's keep-alive ends its idle session; the layer's does not.
+    let started = Instant::now();
+    while !sessions.sessions.read().await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "rmcp drops its idle session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let (status, _, _) = post(&client, &url, "any", Some(&id), ping).await;
+    let held = sessions.sessions.read().await.len();
+    stop.cancel();
+    (status, held)
+}
+
+#[tokio::test]
+async fn in_memory_states_restore_a_session_rmcp_dropped_on_its_own() {
+    assert_eq!(
+        after_rmcp_dropped_the_session(true).await,
+        (StatusCode::OK, 1),
+        "restored from the in-memory state"
+    );
+    assert_eq!(
+        after_rmcp_dropped_the_session(false).await.0,
+        StatusCode::NOT_FOUND,
+        "without states, rmcp's own 404 for a session the layer still holds"
+    );
 }
