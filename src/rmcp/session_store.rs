@@ -72,9 +72,9 @@ enum States {
 ///
 /// Two variants:
 ///
-/// - [`SessionStateStore::redis`]: in Redis/Valkey (standalone or
-///   Cluster), under `<prefix>rmcp:<digest as 16 hex digits>`, next to the
-///   sessions of the same [`RedisStore`](crate::RedisStore): one `SET` per
+/// - `SessionStateStore::redis` (feature `redis`): in Redis/Valkey
+///   (standalone or Cluster), under `<prefix>rmcp:<digest as 16 hex
+///   digits>`, next to the sessions of the same `RedisStore`: one `SET` per
 ///   new session, one `GET` per restore, one `DEL` per end.
 /// - [`SessionStateStore::in_memory`]: one process, bounded (a memory
 ///   budget, [`DEFAULT_MEMORY_BYTES`]). rmcp then restores a session its
@@ -82,16 +82,17 @@ enum States {
 ///   answering 404.
 ///
 /// ```no_run
+/// # use rmcp::{model::ServerConfig, ServerHandler};
+/// # #[derive(Clone)] struct MyServer;
+/// # impl ServerHandler for MyServer { fn get_info(&self) -> ServerConfig { ServerConfig::default() } }
+/// # #[cfg(feature = "redis")]
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use mcp_session::rmcp::SessionStateStore;
 /// use mcp_session::{Config, IdMode, RedisStore, SessionLayer, SessionManager};
 /// use rmcp::transport::streamable_http_server::{
 ///     session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
 /// };
-/// # use rmcp::{model::ServerConfig, ServerHandler};
-/// # #[derive(Clone)] struct MyServer;
-/// # impl ServerHandler for MyServer { fn get_info(&self) -> ServerConfig { ServerConfig::default() } }
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
 /// let manager = SessionManager::new(store.clone(), Config::default());
 ///

@@ -3,7 +3,7 @@
 //! 16 hex digits>`. The whole session id never appears in a key name.
 //!
 //! Used for state other components keep per session (rmcp's session state,
-//! see [`crate::rmcp::SessionStateStore`]). Every call is one command on one
+//! see `mcp_session::rmcp::SessionStateStore`). Every call is one command on one
 //! key (Cluster-safe), bounded by the store's command timeout.
 
 use std::time::Duration;
