@@ -18,6 +18,14 @@
 //!   server-to-client streams included) and mints UUIDs; the layer binds
 //!   each to its caller and expires it ([`IdMode::Adopt`]).
 //!
+//! - `--mode adopt --redis-url URL`: rmcp also keeps each session's
+//!   `initialize` parameters in that Redis
+//!   ([`SessionStateStore`](mcp_session::rmcp::SessionStateStore)), so any
+//!   replica serves any session: no sticky routing needed.
+//!
+//! `GET /stats` (counts only, no auth) reports how many sessions rmcp holds
+//! in this process and how many the in-memory store holds.
+//!
 //! Either way, sessionless 2026-07-28 clients (`server/discover`, no
 //! `Mcp-Session-Id`) are served too, with the caller's identity and roles.
 //!
@@ -57,7 +65,7 @@ use axum::Router;
 use http::{header, StatusCode};
 use mcp_session::layer::codes;
 use mcp_session::policy::{Policy, PolicyLayer};
-use mcp_session::rmcp::Caller;
+use mcp_session::rmcp::{Caller, SessionStateStore};
 use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
     Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, RedisStore, Role, Roles, SessionId,
@@ -388,20 +396,68 @@ pub fn app<S: SessionStore>(
         // layer does, or rmcp would 404 sessions the layer still serves.
         IdMode::Adopt => {
             sessions.session_config.keep_alive = Some(options.timeout);
-            config.with_legacy_session_mode(true)
+            let mut config = config.with_legacy_session_mode(true);
+            config.session_store = rmcp_session_states(layer.manager());
+            config
         }
     };
-    let rmcp = StreamableHttpService::new(
-        move || Ok(DemoServer::new(admin.clone())),
-        Arc::new(sessions),
-        config,
-    );
+    let sessions = Arc::new(sessions);
+    let stats = session_stats(sessions.clone(), layer.manager().clone());
+    let rmcp =
+        StreamableHttpService::new(move || Ok(DemoServer::new(admin.clone())), sessions, config);
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn(demo_bearer_auth)) // outermost: runs first
         .layer(layer)
         .layer(PolicyLayer::new(demo_policy())) // tool-level authorization
         .service(rmcp);
-    Router::new().nest_service("/mcp", mcp)
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .route("/stats", axum::routing::get(stats))
+}
+
+// ---------------------------------------------------------------------------
+// Replicas: rmcp's session states, and session counts
+// ---------------------------------------------------------------------------
+
+/// Adopt mode over Redis: rmcp keeps each session's `initialize` parameters
+/// in the same Redis ([`SessionStateStore`]), so that a replica that never
+/// saw a session restores it: replicas serve each other's sessions without
+/// sticky routing. In memory (one process) rmcp keeps its own.
+fn rmcp_session_states<S: SessionStore>(
+    manager: &SessionManager<S>,
+) -> Option<Arc<dyn rmcp::transport::streamable_http_server::session::SessionStore>> {
+    let redis = (manager.store() as &dyn std::any::Any).downcast_ref::<RedisStore>()?;
+    Some(SessionStateStore::redis(manager, redis))
+}
+
+/// `GET /stats` (no auth; counts only): how many sessions rmcp holds in
+/// this process (adopt mode; 0 in mint mode, where rmcp is stateless), and
+/// how many the in-memory session store holds (`null` over Redis, shared
+/// by all replicas). `examples/soak.rs` samples it.
+fn session_stats<S: SessionStore>(
+    rmcp: Arc<LocalSessionManager>,
+    manager: SessionManager<S>,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = axum::Json<serde_json::Value>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move || {
+        let (rmcp, manager) = (rmcp.clone(), manager.clone());
+        Box::pin(async move {
+            let rmcp_sessions = rmcp.sessions.read().await.len();
+            let store_sessions = (manager.store() as &dyn std::any::Any)
+                .downcast_ref::<MokaStore>()
+                .map(|store| {
+                    store.run_pending_tasks();
+                    store.len()
+                });
+            axum::Json(serde_json::json!({
+                "rmcp_sessions": rmcp_sessions,
+                "store_sessions": store_sessions,
+            }))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -22,6 +22,13 @@
 //! at start, middle and end plus one sample per second, and, with
 //! `--redis-url`, Redis `used_memory` at baseline, at the end of the load,
 //! and after the sessions expired.
+//!
+//! Also sampled once a second from the server's `GET /stats`: how many
+//! sessions rmcp holds (adopt mode) against how many the in-memory session
+//! store holds. In adopt mode the run fails unless rmcp's count follows the
+//! store's (never more than the store's plus the sessions being created
+//! and closed at that moment, at most one per client, plus 5%) and drops
+//! to 0 once the abandoned sessions have expired.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -591,8 +598,10 @@ async fn run(o: Options) -> Result<bool, String> {
         }));
     }
 
-    // Sample RSS once a second while the load runs.
+    // Sample RSS (and the session counts) once a second while the load runs.
     let mut samples = Vec::new();
+    let mut counts = Vec::new();
+    let stats_http = reqwest::Client::new();
     let mut redis_peak = 0;
     while started.elapsed() < o.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -602,6 +611,7 @@ async fn run(o: Options) -> Result<bool, String> {
             rss,
             tally.requests.load(Ordering::Relaxed),
         ));
+        counts.push(session_counts(&stats_http, &server.url).await);
         if let Some(url) = &o.redis_url {
             redis_peak = redis_peak.max(redis_used_memory(url).unwrap_or(0));
         }
@@ -623,6 +633,7 @@ async fn run(o: Options) -> Result<bool, String> {
     let settle = o.settle.unwrap_or(Duration::from_secs(o.timeout_secs + 3));
     tokio::time::sleep(settle).await;
     let rss_settled = server.rss_kib().unwrap_or(0);
+    let counts_settled = session_counts(&stats_http, &server.url).await;
     let redis_settled = o.redis_url.as_deref().map(|url| {
         (
             redis_used_memory(url).unwrap_or(0),
@@ -678,6 +689,7 @@ async fn run(o: Options) -> Result<bool, String> {
         mib(second_peak),
         if plateau { "plateau" } else { "STILL GROWING" }
     );
+    let sessions_ok = report_session_counts(&o, &counts, counts_settled, settle);
     let mut redis_ok = true;
     if let (
         Some((base, base_keys)),
@@ -708,7 +720,67 @@ async fn run(o: Options) -> Result<bool, String> {
             left_bytes / 1024
         );
     }
-    Ok(unexpected.is_empty() && plateau && redis_ok)
+    Ok(unexpected.is_empty() && plateau && redis_ok && sessions_ok)
+}
+
+// ---------------------------------------------------------------------------
+// Sessions rmcp holds against sessions the layer's store holds.
+
+/// The server's `GET /stats`: (sessions rmcp holds, sessions the in-memory
+/// store holds — `None` over Redis); `None` if unreadable.
+async fn session_counts(http: &reqwest::Client, mcp_url: &str) -> Option<(u64, Option<u64>)> {
+    let url = mcp_url.trim_end_matches("/mcp").to_string() + "/stats";
+    let stats: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+    Some((
+        stats["rmcp_sessions"].as_u64()?,
+        stats["store_sessions"].as_u64(),
+    ))
+}
+
+/// Prints the samples; in adopt mode, whether rmcp's count followed the
+/// store's and fell to 0 after the sessions expired.
+fn report_session_counts(
+    o: &Options,
+    counts: &[Option<(u64, Option<u64>)>],
+    settled: Option<(u64, Option<u64>)>,
+    settle: Duration,
+) -> bool {
+    let show = |c: &Option<(u64, Option<u64>)>| match c {
+        Some((rmcp, Some(store))) => format!("{rmcp}/{store}"),
+        Some((rmcp, None)) => format!("{rmcp}/-"),
+        None => "?".into(),
+    };
+    let series: Vec<String> = counts.iter().map(show).collect();
+    println!(
+        "sessions held by rmcp / by the session store, once a second: {}",
+        series.join(" ")
+    );
+    println!("after {} s idle: {}", settle.as_secs(), show(&settled));
+    if o.mode != "adopt" {
+        return true;
+    }
+    // In flight at a sample: per client, at most one session rmcp created
+    // whose initialize the layer has not stored yet, or one the layer ended
+    // whose close has not reached rmcp yet.
+    let slack = |store: u64| o.clients as u64 + store / 20;
+    let excess = counts
+        .iter()
+        .flatten()
+        .filter_map(|&(rmcp, store)| Some(rmcp as i64 - store? as i64))
+        .max();
+    let tracked = counts
+        .iter()
+        .flatten()
+        .all(|&(rmcp, store)| store.is_none_or(|store| rmcp <= store + slack(store)));
+    let drained = matches!(settled, Some((0, None | Some(0))));
+    println!(
+        "rmcp follows the layer: {} (largest rmcp − store: {}, allowed {} in flight + 5%); rmcp empty after expiry: {}",
+        if tracked { "yes" } else { "NO" },
+        excess.map_or("-".into(), |e| e.to_string()),
+        o.clients,
+        if drained { "yes" } else { "NO" }
+    );
+    tracked && drained && !counts.is_empty() && counts.iter().all(Option::is_some)
 }
 
 fn mib(kib: u64) -> String {

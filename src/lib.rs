@@ -24,7 +24,8 @@
 //!   `PolicyLayer` inside the session layer, rules by role per tool,
 //!   resource, prompt and method; list answers filtered per caller.
 //! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
-//!   functions.
+//!   functions; `rmcp::SessionStateStore`, rmcp's session store over ours
+//!   (stateful rmcp on many replicas, no sticky routing).
 //!
 //! # Example
 //!

@@ -75,7 +75,7 @@ pub type NoticeListener = Arc<dyn Fn(&ReplicaNotice) + Send + Sync>;
 /// [`std::future::Ready`]). It is `Unpin` so that the layer can poll it once
 /// in place: a store that answers at once then costs no extra state
 /// transition (a store whose future is not `Unpin` can box it, as
-/// [`RedisStore`](crate::RedisStore) does).
+/// `RedisStore` (feature `redis`) does).
 pub trait SessionStore: Send + Sync + 'static {
     /// The future returned by [`SessionStore::touch`].
     type TouchFuture: Future<Output = Result<Option<Session>, StoreError>> + Send + Unpin + 'static;

@@ -189,6 +189,8 @@ use tokio::time::Instant;
 use self::notices::Notices;
 use super::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 
+#[cfg(feature = "rmcp")] // only the rmcp session-state store keeps such keys
+mod digest_keys;
 mod notices;
 use crate::log::log_warn;
 use crate::{

@@ -1,5 +1,7 @@
 //! rmcp integration (feature `rmcp`): the [`Caller`] extractor for
-//! `#[tool]` functions, and [`MissingRole`] for RBAC refusals.
+//! `#[tool]` functions, [`MissingRole`] for RBAC refusals, and
+//! [`SessionStateStore`], rmcp's session store over ours (stateful rmcp on
+//! many replicas without sticky routing).
 //!
 //! rmcp's `StreamableHttpService` moves each HTTP request's
 //! [`http::request::Parts`] (with its extensions) into the context of the
@@ -65,6 +67,9 @@ use ::rmcp::service::RequestContext;
 use ::rmcp::{ErrorData, RoleServer};
 
 use crate::{Identity, Role, Roles, Session, SessionId};
+
+mod session_store;
+pub use session_store::{SessionStateStore, DEFAULT_MEMORY_BYTES, MAX_STATE_BYTES};
 
 /// The caller of a tool, as the session layer saw it: its [`Identity`], the
 /// [`Roles`] to authorize with (from the manager's

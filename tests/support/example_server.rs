@@ -1,0 +1,76 @@
+//! The example server (`examples/server.rs`) as a child process, for tests
+//! that need several replicas of it.
+//!
+//! Include it with `#[path = "support/example_server.rs"] mod example_server;`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The example binary next to this test's own (`target/<profile>/examples/server`),
+/// built first if this test was run on its own.
+pub fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let binary = profile_dir.join("examples").join("server");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "server", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build the example server");
+    }
+    binary
+}
+
+/// A server process on a free loopback port; killed on drop.
+pub struct Replica {
+    child: Child,
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+}
+
+impl Replica {
+    /// Starts `server --addr 127.0.0.1:0 ARGS…` and waits until it listens.
+    pub fn start(args: &[&str]) -> Replica {
+        let mut child = Command::new(example_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                url = Some(rest.trim().to_string());
+                break;
+            }
+        }
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Replica {
+            child,
+            url: url.expect("the server printed `listening on URL`"),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/stats`.
+    pub fn stats_url(&self) -> String {
+        self.url.trim_end_matches("/mcp").to_string() + "/stats"
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
