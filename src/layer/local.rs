@@ -32,7 +32,10 @@ use tower_service::Service;
 use super::body::RequestBody;
 use super::classify::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::events::{EndReason, SessionEnded};
-use crate::{Identity, Session, SessionError, SessionId, SessionManager, SessionStore, Timestamp};
+use crate::identity::GrantedRoles;
+use crate::{
+    Identity, Roles, Session, SessionError, SessionId, SessionManager, SessionStore, Timestamp,
+};
 
 /// How often an open stream refreshes its session, at most.
 pub(crate) const STREAM_REFRESH_MAX: Duration = Duration::from_secs(60);
@@ -164,6 +167,12 @@ impl LocalSessions {
             let mut request = Request::new(RequestBody::<ReqB>::buffered(Bytes::new()));
             *request.method_mut() = http::Method::DELETE;
             *request.uri_mut() = uri.clone();
+            // The layer's own request: layers between it and the inner
+            // server (a policy layer) see it as checked, with no roles.
+            request
+                .extensions_mut()
+                .insert(GrantedRoles(Roles::default()));
+            request.extensions_mut().insert(super::Sessionless);
             let headers = request.headers_mut();
             if let Some(host) = &host {
                 headers.insert(http::header::HOST, host.clone());

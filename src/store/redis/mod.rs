@@ -14,7 +14,7 @@
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
-//! | `mcp-session:s:<session id>` | string | the session (format below), with a TTL equal to its remaining life |
+//! | `mcp-session:s:<session id>` | string | the session (format below), with a TTL of its remaining life plus a 1 s grace (the logical expiry check decides) |
 //! | `mcp-session:i:<identity id>` | sorted set | ids of the identity's sessions, scored by their deadline (ms) |
 //! | `mcp-session:global` | sorted set | ids of all sessions, scored by a lower bound of their expiry (ms): the expiry when the score was written |
 //!
@@ -50,7 +50,7 @@
 //!   reads the value, checks the version marker, the owner and the logical
 //!   expiry `min(last_access + idle, deadline)` against the caller's `now`;
 //!   if all pass it writes the new last access in place (`SETRANGE`) and sets
-//!   `PEXPIRE` to `min(idle, deadline − now)`, then returns the value.
+//!   `PEXPIRE` to `min(idle, deadline − now)` plus a 1 s grace, then returns the value.
 //!   Otherwise it returns nil and changes nothing.
 //! - [`get`](SessionStore::get): `GET`, then decode and check expiry.
 //! - [`update`](SessionStore::update): one script that writes with
@@ -1293,8 +1293,23 @@ fn clamp(millis: u64) -> u64 {
 /// Milliseconds from `now` to `expires_at`, at least 1 (a TTL of 0 is
 /// invalid; a session already expired is refused by every read anyway).
 fn ttl_millis(expires_at: Timestamp, now: Timestamp) -> u64 {
-    clamp(expires_at.as_millis().saturating_sub(now.as_millis())).max(1)
+    clamp(
+        expires_at
+            .as_millis()
+            .saturating_sub(now.as_millis())
+            .saturating_add(EXPIRY_GRACE_MS),
+    )
 }
+
+/// How much longer than a session's logical expiry Redis keeps its key.
+/// The logical check (`min(last_access + idle, deadline)` against the
+/// caller's clock, in every read and script) is what decides; the key's own
+/// TTL only frees the memory. Without the grace, a session whose last
+/// millisecond is near would vanish on Redis' clock while a replica whose
+/// clock trails by a few milliseconds still finds it live (and the other
+/// way round): with it, replicas whose clocks differ by less than a second
+/// agree on every session.
+const EXPIRY_GRACE_MS: u64 = 1_000;
 
 // ----------------------------------------------------------------------------
 // Scripts. Offsets below are 1-based Lua positions of the fixed header
@@ -1322,7 +1337,7 @@ if now > last then
   redis.call('SETRANGE', KEYS[1], 3, ARGV[2])
   exp = math.min(now + idle, deadline)
 end
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', exp - now))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', exp - now + {EXPIRY_GRACE_MS}))
 return v
 "#
     ))
