@@ -626,6 +626,44 @@ async fn adopted_ids_work<S: SessionStore>(store: S) {
     }
 }
 
+async fn update_never_moves_a_session_to_another_identity<S: SessionStore>(store: S) {
+    let clock = ManualClock::starting_now();
+    let cap = limits(1, IdentityLimitPolicy::EvictOldest, 1_000);
+    let alices = new_session(&alice(), &clock);
+    store.create(&alices, &cap).await.unwrap();
+    let moved = Session::from_parts(
+        alices.id().clone(),
+        bob(),
+        alices.created_at(),
+        alices.last_access(),
+        alices.idle_timeout(),
+        alices.deadline(),
+    );
+    assert!(!store.update(&moved, clock.now()).await.unwrap());
+    let stored = store.get(alices.id(), clock.now()).await.unwrap().unwrap();
+    assert_eq!(stored.identity_id(), "alice");
+    // Bob's own sessions (cap 1, evicting) never reach alice's.
+    store
+        .create(&new_session(&bob(), &clock), &cap)
+        .await
+        .unwrap();
+    store
+        .create(&new_session(&bob(), &clock), &cap)
+        .await
+        .unwrap();
+    assert!(store.get(alices.id(), clock.now()).await.unwrap().is_some());
+    // Same identity, new name and roles: allowed.
+    let renamed = Session::from_parts(
+        alices.id().clone(),
+        Identity::new("alice", "Alice B.", ["reader"]),
+        alices.created_at(),
+        alices.last_access(),
+        alices.idle_timeout(),
+        alices.deadline(),
+    );
+    assert!(store.update(&renamed, clock.now()).await.unwrap());
+}
+
 async fn delete_all_of_ends_every_session_of_that_identity_only<S: SessionStore>(store: S) {
     let clock = ManualClock::starting_now();
     let cap = limits(3, IdentityLimitPolicy::Reject, 1_000);
@@ -751,6 +789,7 @@ conformance!(
     adopted_ids_work,
     delete_all_of_ends_every_session_of_that_identity_only,
     published_notices_reach_subscribers,
+    update_never_moves_a_session_to_another_identity,
 );
 
 #[cfg(feature = "redis")]

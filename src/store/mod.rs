@@ -10,7 +10,9 @@
 //!   passed in);
 //! - `touch` slides the idle expiry in one step (one round trip for remote
 //!   stores), only for the session's owner, never past the deadline;
-//! - `update` never brings back a deleted or expired session;
+//! - `update` never brings back a deleted or expired session, and never
+//!   moves a session to another identity (one stored for another identity
+//!   id is left unchanged, as if missing);
 //! - after `delete` returns, no `get`/`touch` returns the session;
 //! - after `delete_all_of` returns, no session of that identity created
 //!   before the call is returned by `get`/`touch`.
@@ -102,7 +104,9 @@ pub trait SessionStore: Send + Sync + 'static {
     fn touch(&self, id: &SessionId, owner: &str, now: Timestamp) -> Self::TouchFuture;
 
     /// Replaces a live session's stored state. Returns `false`, writing
-    /// nothing, if it is missing or expired.
+    /// nothing, if it is missing, expired, or stored for another identity
+    /// id (an update may change the name and roles of the identity, never
+    /// who it is).
     fn update(
         &self,
         session: &Session,

@@ -498,7 +498,12 @@ impl SessionStore for MokaStore {
             .cache
             .entry(session.id().clone())
             .and_compute_with(|existing| match existing {
-                Some(entry) if now < entry.value().expires_at() => {
+                // Live, and still the same principal's: an update never
+                // moves a session to another identity.
+                Some(entry)
+                    if now < entry.value().expires_at()
+                        && entry.value().identity.id() == session.identity_id() =>
+                {
                     let old = entry.value();
                     expires = session.expires_at().as_millis();
                     let record = Arc::new(Record {

@@ -912,12 +912,14 @@ impl RedisStore {
         let key = self.session_key(&session.id().reveal());
         let value = encode(session);
         let ttl = ttl_millis(session.expires_at(), now);
+        let owner = session.identity_id();
         let fut = async move {
             UPDATE
                 .key(&key)
                 .arg(&value)
                 .arg(clamp(now.as_millis()))
                 .arg(ttl)
+                .arg(owner)
                 .invoke_async::<i64>(&mut conn)
                 .await
         };
@@ -1353,6 +1355,10 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 {HEADER}
 if tonumber(ARGV[2]) >= math.min(last + idle, deadline) then return 0 end
+local c = string.find(v, ':', 72, true)
+if not c then return 0 end
+local n = tonumber(string.sub(v, 72, c - 1))
+if not n or string.sub(v, c + 1, c + n) ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[3])
 return 1
 "#
