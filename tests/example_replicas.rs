@@ -5,77 +5,21 @@
 //! one replica's admin tools take effect on the other's next request.
 #![cfg(feature = "redis")]
 
+#[path = "support/example_server.rs"]
+mod example_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use example_server::{example_binary, Replica};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// The example binary next to this test's own (`target/<profile>/examples/server`),
-/// built first if this test was run on its own.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("server");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "server", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success(), "could not build the example server");
-    }
-    binary
-}
-
-/// A server process; killed on drop.
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Replica {
-    fn start(redis_url: &str) -> Replica {
-        Self::start_with(&["--redis-url", redis_url])
-    }
-
-    fn start_with(args: &[&str]) -> Replica {
-        let mut child = Command::new(example_binary())
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("REDIS_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut url = None;
-        for line in stdout.lines() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                url = Some(rest.trim().to_string());
-                break;
-            }
-        }
-        Replica {
-            child,
-            url: url.expect("the server printed `listening on URL`"),
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn replica(redis_url: &str) -> Replica {
+    Replica::start(&["--redis-url", redis_url])
 }
 
 async fn post(
@@ -120,8 +64,8 @@ async fn two_server_processes_share_sessions_through_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = Replica::start(&redis.url());
-    let b = Replica::start(&redis.url());
+    let a = replica(&redis.url());
+    let b = replica(&redis.url());
     assert_ne!(a.url, b.url);
     let client = reqwest::Client::new();
 
@@ -218,8 +162,8 @@ async fn roles_and_revocations_reach_every_replica_on_the_next_request() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = Replica::start(&redis.url());
-    let b = Replica::start(&redis.url());
+    let a = replica(&redis.url());
+    let b = replica(&redis.url());
     let client = reqwest::Client::new();
     let (alice, bob) = ("alice-token", "bob-token");
     let alice_session = initialize(&client, &a.url, alice).await;
@@ -343,7 +287,7 @@ async fn roles_and_revocations_reach_every_replica_on_the_next_request() {
 async fn the_cap_flags_are_enforced() {
     let client = reqwest::Client::new();
     for mode in ["mint", "adopt"] {
-        let reject = Replica::start_with(&[
+        let reject = Replica::start(&[
             "--mode",
             mode,
             "--max-sessions-per-identity",
@@ -368,7 +312,7 @@ async fn the_cap_flags_are_enforced() {
         .await;
         assert_eq!(status, StatusCode::OK, "{mode}: the first session stays");
 
-        let evict = Replica::start_with(&["--mode", mode, "--max-sessions-per-identity", "1"]);
+        let evict = Replica::start(&["--mode", mode, "--max-sessions-per-identity", "1"]);
         let first = initialize(&client, &evict.url, "alice-token").await;
         initialize(&client, &evict.url, "alice-token").await;
         let (status, _, _) = call_tool(
@@ -382,7 +326,7 @@ async fn the_cap_flags_are_enforced() {
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{mode}: evicted by default");
 
-        let global = Replica::start_with(&["--mode", mode, "--max-sessions", "1"]);
+        let global = Replica::start(&["--mode", mode, "--max-sessions", "1"]);
         initialize(&client, &global.url, "alice-token").await;
         let res = post_as(&client, &global.url, "bob-token", None, init).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode}");

@@ -11,58 +11,27 @@
 //! `CI=true`, where they fail. `PYTHON` overrides the interpreter.
 #![cfg(feature = "rmcp")]
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
 use mcp_session::IdMode;
 use tokio::net::TcpListener;
 
+#[path = "support/python_sdk.rs"]
+mod python_sdk;
 #[allow(dead_code)] // `main` and the like are the binary's, not the test's
 #[path = "../examples/server.rs"]
 mod server;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_client.py");
-const PIP_INSTALL: &str = "python3 -m pip install 'mcp==2.3.0'";
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Whether the interpreter and the SDK are there; if not, says so loudly
-/// (and fails under CI).
-fn python_sdk_available() -> bool {
-    let probe = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import mcp, mcp.client.streamable_http; from mcp import Client",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let problem = match probe {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!(
-            "the MCP Python SDK is not importable: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(error) => format!("cannot run {}: {error}", python()),
-    };
-    let banner = "!".repeat(78);
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{banner}\n!! PYTHON SDK CHECK NOT RUN: {problem}\n!! install it with: {PIP_INSTALL}\n{banner}\n"
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: the Python SDK check must run ({problem}); {PIP_INSTALL}");
-    }
-    false
-}
 
 /// Starts the example server in `mode` on a free port, runs the SDK client
 /// in both modes against it, then shuts the server down (it must stop).
 async fn check_example_server(mode: IdMode, session_ids: &str) {
-    if !python_sdk_available() {
+    if !python_sdk::available(
+        "import mcp, mcp.client.streamable_http; from mcp import Client",
+        "PYTHON SDK CHECK",
+    ) {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,7 +49,7 @@ async fn check_example_server(mode: IdMode, session_ids: &str) {
     }));
 
     let url = format!("http://{addr}/mcp");
-    let client = tokio::process::Command::new(python())
+    let client = tokio::process::Command::new(python_sdk::python())
         .arg(SCRIPT)
         .arg(&url)
         .args(["--mode", "all", "--session-ids", session_ids])

@@ -22,10 +22,11 @@
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/python_sdk.rs"]
+mod python_sdk;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -332,51 +333,20 @@ const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/python/replicas_client.py"
 );
-const PIP_INSTALL: &str = "python3 -m pip install 'mcp==2.3.0'";
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Whether the interpreter and the SDK are there; if not, says so loudly
-/// (and fails under CI).
-fn python_sdk_available() -> bool {
-    let probe = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import mcp, mcp.client.streamable_http, httpx2; from mcp import Client",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let problem = match probe {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!(
-            "the MCP Python SDK is not importable: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(error) => format!("cannot run {}: {error}", python()),
-    };
-    let banner = "!".repeat(78);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{banner}\n!! PYTHON SDK REPLICAS CHECK NOT RUN: {problem}\n!! install it with: {PIP_INSTALL}\n{banner}\n"
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: the Python SDK check must run ({problem}); {PIP_INSTALL}");
-    }
-    false
-}
 
 #[tokio::test]
 async fn python_sdk_session_alternates_between_two_adopt_replicas() {
-    if !python_sdk_available() {
+    if !python_sdk::available(
+        "import mcp, mcp.client.streamable_http, httpx2; from mcp import Client",
+        "PYTHON SDK REPLICAS CHECK",
+    ) {
         return;
     }
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let (a, b) = (adopt_replica(&redis), adopt_replica(&redis));
-    let run = tokio::process::Command::new(python())
+    let run = tokio::process::Command::new(python_sdk::python())
         .arg(SCRIPT)
         .args([&a.url, &b.url])
         .stdin(Stdio::null())
