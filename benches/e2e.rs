@@ -7,7 +7,7 @@
 //! demo bearer auth, TCP_NODELAY on accepted sockets, tokio multi-thread
 //! runtime):
 //!
-//! - `layer`: examples/server.rs itself (compiled in as a module), mint
+//! - `layer`: examples/server/ itself (compiled in as a module), mint
 //!   mode: `SessionLayer` over `MokaStore`, rmcp stateless with JSON replies;
 //! - `legacy`: the same rmcp app without the layer, in rmcp's default legacy
 //!   session mode (`LocalSessionManager`, SSE replies): rmcp's own sessions;
@@ -45,7 +45,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 #[allow(dead_code, unused_imports)] // the binary's `main` and the like
-#[path = "../examples/server.rs"]
+#[path = "../examples/server/main.rs"]
 mod server;
 
 #[allow(dead_code)]

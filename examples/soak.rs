@@ -1,4 +1,4 @@
-//! Soak: runs the example server (`examples/server.rs`) under load for a
+//! Soak: runs the example server (`examples/server/`) under load for a
 //! bounded time, on 127.0.0.1 only, and reports what it served and how its
 //! memory behaved.
 //!

@@ -14,4 +14,16 @@ macro_rules! log_warn {
     }};
 }
 
-pub(crate) use log_warn;
+/// `log_error!("format", args…)`: a misconfiguration an operator must fix.
+macro_rules! log_error {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
+        #[cfg(feature = "tracing")]
+        ::tracing::error!($fmt $(, $arg)*);
+        #[cfg(not(feature = "tracing"))]
+        {
+            $(let _ = &$arg;)*
+        }
+    }};
+}
+
+pub(crate) use {log_error, log_warn};

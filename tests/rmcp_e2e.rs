@@ -128,15 +128,22 @@ impl Drop for Server {
     }
 }
 
-/// rmcp behind the layer (in `mode`) behind the test auth.
+/// rmcp behind the layer (in `mode`) behind the test auth, rmcp in the
+/// session mode that `mode` needs.
 async fn start(mode: IdMode) -> Server {
+    start_with(mode, mode == IdMode::Adopt).await
+}
+
+/// rmcp (with or without its legacy sessions) behind the layer in `mode`:
+/// `legacy_sessions != (mode == Adopt)` is the misconfiguration.
+async fn start_with(mode: IdMode, legacy_sessions: bool) -> Server {
     let stop = CancellationToken::new();
     let layer = SessionLayer::new(SessionManager::new(
         MokaStore::new(1_000),
         Config::default().timeout(Duration::from_secs(60)),
     ))
     .id_mode(mode);
-    let rmcp = rmcp_service(mode == IdMode::Adopt, &stop);
+    let rmcp = rmcp_service(legacy_sessions, &stop);
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn(test_auth))
         .layer(layer)
@@ -570,4 +577,79 @@ async fn caller_without_the_layer_is_a_clear_error() {
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("SessionLayer"), "{reply}");
     assert!(reply.get("result").is_none());
+}
+
+/// The natural mistakes, rmcp's defaults behind the wrong id mode, fail at
+/// `initialize` with a 502 whose JSON-RPC error names the fix, rather than
+/// a session that 404s on every later request.
+#[tokio::test]
+async fn misconfigured_id_mode_fails_initialize_loudly() {
+    for (mode, legacy_sessions, fix) in [
+        (IdMode::Mint, true, "use adopt mode"),
+        (IdMode::Adopt, false, "use mint mode"),
+    ] {
+        let server = start_with(mode, legacy_sessions).await;
+        let response = server
+            .post(
+                ALICE,
+                Era::Handshake(None),
+                json!({
+                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {
+                        "protocolVersion": HANDSHAKE_VERSION,
+                        "capabilities": {},
+                        "clientInfo": {"name": "rmcp-e2e", "version": "1"}
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{mode:?}");
+        assert!(
+            response.headers().get("mcp-session-id").is_none(),
+            "{mode:?}: no session the client could not use"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"],
+            mcp_session::layer::codes::UPSTREAM_ERROR
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("misconfigured server") && message.contains(fix),
+            "{message}"
+        );
+    }
+}
+
+/// The check costs the right setups nothing: sessions still work in both
+/// modes (the lifecycle tests above), and the minted session of a refused
+/// mint-mode initialize is not left behind.
+#[tokio::test]
+async fn refused_misconfigured_initialize_leaves_no_session() {
+    let stop = CancellationToken::new();
+    let manager = SessionManager::new(MokaStore::new(1_000), Config::default());
+    let mcp = ServiceBuilder::new()
+        .layer(middleware::from_fn(test_auth))
+        .layer(SessionLayer::new(manager.clone()))
+        .service(rmcp_service(true, &stop));
+    let server = serve(Router::new().nest_service("/mcp", mcp), stop).await;
+    for _ in 0..3 {
+        let response = server
+            .post(
+                ALICE,
+                Era::Handshake(None),
+                json!({
+                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {
+                        "protocolVersion": HANDSHAKE_VERSION,
+                        "capabilities": {},
+                        "clientInfo": {"name": "rmcp-e2e", "version": "1"}
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    }
+    // Nothing of alice's left to end: every minted session was ended again.
+    assert_eq!(manager.revoke_sessions("alice").await.unwrap(), 0);
 }

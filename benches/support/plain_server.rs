@@ -2,7 +2,7 @@
 //! baselines: the same demo bearer auth and the same `whoami` output, read
 //! from what the auth layer left in the request (the identity) and from the
 //! `Mcp-Session-Id` header (rmcp's own session id), with the same TCP_NODELAY
-//! listener as examples/server.rs.
+//! listener as examples/server/.
 //!
 //! - [`Sessions::Legacy`]: rmcp's default legacy session mode
 //!   (`LocalSessionManager`, rmcp mints UUIDs, SSE replies): what a server

@@ -50,6 +50,10 @@ pub(crate) enum Rejection {
     AmbiguousMethod,
     InitializeInBatch,
     UnusableUpstreamSessionId,
+    /// Mint mode, but the inner server minted a session id of its own.
+    UpstreamMintsSessions,
+    /// Adopt mode, but the inner server answered `initialize` without one.
+    UpstreamIsStateless,
     UpstreamFailed,
     RolesUnavailable,
 }
@@ -149,6 +153,24 @@ impl Rejection {
                 StatusCode::BAD_GATEWAY,
                 codes::UPSTREAM_ERROR,
                 "the MCP server returned a session id that cannot be tracked".into(),
+            ),
+            UpstreamMintsSessions => (
+                StatusCode::BAD_GATEWAY,
+                codes::UPSTREAM_ERROR,
+                "misconfigured server: the inner MCP server mints its own sessions (it answered \
+                 initialize with an Mcp-Session-Id) while the session layer is in mint mode: use \
+                 adopt mode (IdMode::Adopt) or make the inner server stateless (rmcp: \
+                 StreamableHttpServerConfig::with_legacy_session_mode(false))"
+                    .into(),
+            ),
+            UpstreamIsStateless => (
+                StatusCode::BAD_GATEWAY,
+                codes::UPSTREAM_ERROR,
+                "misconfigured server: the inner MCP server is stateless (it answered initialize \
+                 without an Mcp-Session-Id) while the session layer is in adopt mode: use mint \
+                 mode (IdMode::Mint, the default) or let the inner server mint sessions (rmcp: \
+                 legacy session mode on)"
+                    .into(),
             ),
             UpstreamFailed => (
                 StatusCode::BAD_GATEWAY,

@@ -18,7 +18,7 @@ use super::local::LocalSessions;
 use super::rejection::Rejection;
 use super::{insert_caller, IdMode, Settings};
 use crate::events::EndReason;
-use crate::log::log_warn;
+use crate::log::{log_error, log_warn};
 use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore, StoreError};
 
 type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
@@ -114,6 +114,16 @@ where
         guard.reason = EndReason::Refused;
         return Ok(response.map(ResponseBody::inner)); // guard ends the session
     }
+    if response.headers().contains_key(MCP_SESSION_ID) {
+        // The client would get the layer's id, which the inner server does
+        // not know: every request after this one would fail. Fail now, loudly.
+        log_error!(
+            "the inner MCP server minted its own session id in mint mode; \
+             use IdMode::Adopt or make it stateless"
+        );
+        guard.reason = EndReason::Failed;
+        return Ok(Rejection::UpstreamMintsSessions.into_response(settings.retry_after));
+    }
     guard.disarm();
     response.headers_mut().insert(MCP_SESSION_ID, header);
     Ok(response.map(ResponseBody::inner))
@@ -187,13 +197,21 @@ where
         Ok(response) => response,
         Err(error) => return (Err(error), None),
     };
-    let Some(value) = response.headers().get(MCP_SESSION_ID) else {
-        // A stateless inner server: nothing to track.
-        return (Ok(response.map(ResponseBody::inner)), None);
-    };
     if !response.status().is_success() {
         return (Ok(response.map(ResponseBody::inner)), None);
     }
+    let Some(value) = response.headers().get(MCP_SESSION_ID) else {
+        // The client would hold no session, and the layer nothing to bind:
+        // a stateless inner server belongs behind mint mode.
+        log_error!(
+            "the inner MCP server answered initialize without a session id in adopt mode; \
+             use IdMode::Mint or let it mint sessions"
+        );
+        return (
+            Ok(Rejection::UpstreamIsStateless.into_response(retry_after)),
+            None,
+        );
+    };
     let id = match SessionId::parse_adopted_bytes(value.as_bytes()) {
         Ok(id) => id,
         Err(error) => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the example server (examples/server.rs) with the official MCP Python SDK.
+"""Checks the example server (examples/server/) with the official MCP Python SDK.
 
 usage: sdk_client.py URL [--mode legacy|auto|2026-07-28|both|all] [--session-ids hex|any]
 

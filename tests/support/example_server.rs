@@ -1,4 +1,4 @@
-//! The example server (`examples/server.rs`) as a child process, for tests
+//! The example server (`examples/server/`) as a child process, for tests
 //! that need several replicas of it.
 //!
 //! Include it with `#[path = "support/example_server.rs"] mod example_server;`.
