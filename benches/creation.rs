@@ -48,7 +48,8 @@ fn creation(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let config = Config::default()
                 .max_sessions(iters)
-                .max_sessions_per_identity(u32::MAX, IdentityLimitPolicy::Reject);
+                .max_sessions_per_identity(u32::MAX)
+                .identity_limit(IdentityLimitPolicy::Reject);
             let manager = SessionManager::new(MokaStore::new(iters.max(1)), config);
             let elapsed = rt.block_on(async {
                 let started = Instant::now();

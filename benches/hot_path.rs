@@ -142,7 +142,8 @@ impl Fixture {
         let started = Instant::now();
         let config = Config::default()
             .max_sessions(n as u64)
-            .max_sessions_per_identity(u32::MAX, IdentityLimitPolicy::Reject);
+            .max_sessions_per_identity(u32::MAX)
+            .identity_limit(IdentityLimitPolicy::Reject);
         let manager = SessionManager::new(MokaStore::new(n as u64), config);
         let ours: Vec<HeaderValue> = rt.block_on(async {
             let mut ids = Vec::with_capacity(n);

@@ -185,7 +185,8 @@ fn run_case(name: &str, n: usize) {
         "mcp_session_moka" => {
             let config = Config::default()
                 .max_sessions(n as u64)
-                .max_sessions_per_identity(u32::MAX, IdentityLimitPolicy::Reject);
+                .max_sessions_per_identity(u32::MAX)
+                .identity_limit(IdentityLimitPolicy::Reject);
             let manager = SessionManager::new(MokaStore::new(n as u64), config);
             let before = rss_bytes();
             let started = Instant::now();

@@ -66,7 +66,8 @@ impl Default for Limits {
 ///     .timeout(Duration::from_secs(600))
 ///     .max_lifetime(Duration::from_secs(8 * 3600))
 ///     .max_sessions(100_000)
-///     .max_sessions_per_identity(16, IdentityLimitPolicy::Reject);
+///     .max_sessions_per_identity(16)
+///     .identity_limit(IdentityLimitPolicy::Reject);
 /// assert_eq!(config.timeout, Duration::from_secs(600));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,15 +119,30 @@ impl Config {
         self
     }
 
-    /// Sets the global cap on live sessions.
+    /// Sets the global cap on live sessions: beyond it a new session is
+    /// refused (`503`), never made room for by evicting someone else's.
+    ///
+    /// This is the one global cap to set. A [`MokaStore`](crate::MokaStore)
+    /// also has a capacity (its memory bound, [`MokaStore::new`](crate::MokaStore::new));
+    /// the lower of the two applies, both the same way (`503`). Use
+    /// [`MokaStore::default`](crate::MokaStore) (1,000,000) or pass it the
+    /// same number, and size with this setting. Redis has no capacity of its
+    /// own: this cap is the only one.
     pub fn max_sessions(mut self, max_sessions: u64) -> Self {
         self.limits.max_sessions = max_sessions;
         self
     }
 
-    /// Sets the per-identity cap and what happens when it is reached.
-    pub fn max_sessions_per_identity(mut self, max: u32, policy: IdentityLimitPolicy) -> Self {
+    /// Sets the per-identity cap; what happens when it is reached stays as
+    /// it is ([`Config::identity_limit`], by default evicting the
+    /// identity's oldest session).
+    pub fn max_sessions_per_identity(mut self, max: u32) -> Self {
         self.limits.max_sessions_per_identity = max;
+        self
+    }
+
+    /// Sets what happens when an identity at its cap creates a session.
+    pub fn identity_limit(mut self, policy: IdentityLimitPolicy) -> Self {
         self.limits.per_identity_policy = policy;
         self
     }

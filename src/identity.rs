@@ -297,3 +297,144 @@ impl fmt::Debug for Identity {
             .finish()
     }
 }
+
+// ---------------------------------------------------------------------------
+// serde: `Role` as a string, `Roles` as a list of strings, `Identity` as
+// `{"id", "name", "roles"}` (plus `"anonymous": true` for the anonymous one).
+// ---------------------------------------------------------------------------
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Role::new(name))
+    }
+}
+
+impl serde::Serialize for Roles {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let roles: Vec<Role> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Roles(roles.into()))
+    }
+}
+
+/// How an [`Identity`] looks serialized. `id` is the subject as given to
+/// [`Identity::new`] (not the escaped form sessions are bound to), so that
+/// deserializing goes through `Identity::new` again and no serialized id can
+/// become [`Identity::anonymous`]'s; that one says `"anonymous": true`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdentityRepr<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    roles: Roles,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    anonymous: bool,
+}
+
+/// ```
+/// use mcp_session::Identity;
+///
+/// let alice = Identity::new("alice", "Alice", ["admin"]);
+/// let json = serde_json::to_string(&alice).unwrap();
+/// assert_eq!(json, r#"{"id":"alice","name":"Alice","roles":["admin"]}"#);
+/// let back: Identity = serde_json::from_str(&json).unwrap();
+/// assert!(back.same_as(&alice));
+/// ```
+///
+/// A deserialized identity is as trustworthy as the bytes it came from:
+/// build identities from what the auth layer verified, not from request
+/// bodies.
+impl serde::Serialize for Identity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let anonymous = self.is_anonymous();
+        let id = match self.id() {
+            _ if anonymous => "",
+            // Undo `subject_id`'s escape: one NUL less.
+            escaped if escaped.starts_with('\0') => &escaped[1..],
+            id => id,
+        };
+        IdentityRepr {
+            id: id.into(),
+            name: self.name().into(),
+            roles: self.roles().clone(),
+            anonymous,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Identity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = IdentityRepr::deserialize(deserializer)?;
+        if repr.anonymous {
+            return Ok(Identity::anonymous());
+        }
+        Ok(Identity::with_roles(repr.id, repr.name, repr.roles))
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(identity: &Identity) -> Identity {
+        serde_json::from_str(&serde_json::to_string(identity).unwrap()).unwrap()
+    }
+
+    proptest! {
+        /// Every identity comes back the same: the same id (so the same
+        /// sessions, caps and cached roles), name and roles.
+        #[test]
+        fn identities_round_trip(id in "\\PC{0,12}", nul in 0usize..3, name in "\\PC{0,8}",
+                                 roles in proptest::collection::vec("[a-z]{1,6}", 0..4)) {
+            let id = format!("{}{id}", "\0".repeat(nul));
+            let identity = Identity::new(&id, &name, roles.iter().map(String::as_str));
+            let back = round_trip(&identity);
+            prop_assert!(back.same_as(&identity), "{identity:?} came back as {back:?}");
+            prop_assert!(!back.is_anonymous());
+        }
+    }
+
+    #[test]
+    fn anonymous_round_trips_and_no_id_becomes_it() {
+        assert!(round_trip(&Identity::anonymous()).is_anonymous());
+        // The anonymous id written as a plain id is a real subject's.
+        for id in [ANONYMOUS_ID, "anonymous", "\0\0anonymous"] {
+            let json = serde_json::json!({"id": id, "name": "Mallory", "roles": []});
+            let identity: Identity = serde_json::from_value(json).unwrap();
+            assert!(!identity.is_anonymous(), "{id:?}");
+            assert_ne!(identity, Identity::anonymous());
+        }
+    }
+
+    #[test]
+    fn roles_are_lists_of_names() {
+        let roles = Roles::new(["admin", "reader"]);
+        assert_eq!(
+            serde_json::to_string(&roles).unwrap(),
+            r#"["admin","reader"]"#
+        );
+        let back: Roles = serde_json::from_str(r#"["admin","reader"]"#).unwrap();
+        assert_eq!(back, roles);
+        assert!(serde_json::from_str::<Roles>(r#"[1]"#).is_err());
+        assert!(
+            serde_json::from_str::<Identity>(r#"{"name":"x"}"#).is_err(),
+            "id required"
+        );
+    }
+}

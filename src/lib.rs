@@ -50,6 +50,7 @@
 //!     .layer(SessionLayer::new(manager));
 //!     // .layer(auth) goes last: the outermost layer runs first and inserts the Identity.
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -66,8 +67,10 @@ mod time;
 
 pub mod layer;
 #[cfg(feature = "policy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub mod policy;
 #[cfg(feature = "rmcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
 pub mod rmcp;
 pub mod roles;
 pub mod store;
@@ -84,10 +87,12 @@ pub use identity::{Identity, Role, Roles};
 pub use layer::{IdMode, SessionLayer, SessionMiddleware};
 pub use manager::{SessionManager, SessionManagerBuilder};
 #[cfg(feature = "policy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub use policy::{Policy, PolicyLayer};
-pub use resolve::{IdentityFromExtensions, ResolveIdentity};
+pub use resolve::{BearerToken, IdentityFromExtensions, ResolveIdentity};
 pub use session::Session;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::redis::{RedisStore, RedisStoreConfig};
 pub use store::{CreateOutcome, MokaStore, ReplicaNotice, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

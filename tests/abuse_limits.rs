@@ -191,7 +191,9 @@ async fn flood(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn initialize_flood_evicts_the_identitys_oldest_sessions() {
     const CAP: u32 = 8;
-    let config = Config::default().max_sessions_per_identity(CAP, IdentityLimitPolicy::EvictOldest);
+    let config = Config::default()
+        .max_sessions_per_identity(CAP)
+        .identity_limit(IdentityLimitPolicy::EvictOldest);
     let server = Arc::new(Server::start(config, |l| l).await);
     let (_, bob_id, _) = server.initialize("bob").await;
     let bob_id = bob_id.unwrap();
@@ -228,7 +230,9 @@ async fn initialize_flood_evicts_the_identitys_oldest_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn initialize_flood_is_refused_with_429_under_reject() {
     const CAP: u32 = 8;
-    let config = Config::default().max_sessions_per_identity(CAP, IdentityLimitPolicy::Reject);
+    let config = Config::default()
+        .max_sessions_per_identity(CAP)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let server = Arc::new(Server::start(config, |l| l).await);
     let store = server.store.inner().clone();
     let (max, results) = watch_max(move || store.len(), flood(&server, "mallory", 300, 16)).await;
@@ -726,7 +730,9 @@ mod logs {
 
         // Adopt mode: unusable and refused upstream ids.
         let adopt = Server::start_with(
-            Config::default().max_sessions_per_identity(1, IdentityLimitPolicy::Reject),
+            Config::default()
+                .max_sessions_per_identity(1)
+                .identity_limit(IdentityLimitPolicy::Reject),
             |l| l.id_mode(IdMode::Adopt),
             any(minting),
         )

@@ -256,7 +256,9 @@ async fn delete_closes_rmcps_session() {
 
 #[tokio::test]
 async fn eviction_closes_rmcps_session_and_caps_hold_under_a_flood() {
-    let config = config().max_sessions_per_identity(2, IdentityLimitPolicy::EvictOldest);
+    let config = config()
+        .max_sessions_per_identity(2)
+        .identity_limit(IdentityLimitPolicy::EvictOldest);
     let server = start(SessionManager::new(MokaStore::new(100), config)).await;
     let first = server.initialize("alice").await.unwrap();
     for _ in 0..20 {
@@ -270,7 +272,9 @@ async fn eviction_closes_rmcps_session_and_caps_hold_under_a_flood() {
 
 #[tokio::test]
 async fn refusal_closes_rmcps_session() {
-    let config = config().max_sessions_per_identity(1, IdentityLimitPolicy::Reject);
+    let config = config()
+        .max_sessions_per_identity(1)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let server = start(SessionManager::new(MokaStore::new(100), config)).await;
     server.initialize("alice").await.unwrap();
     for _ in 0..5 {
@@ -491,7 +495,9 @@ mod across_replicas {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let config = config().max_sessions_per_identity(1, IdentityLimitPolicy::EvictOldest);
+        let config = config()
+            .max_sessions_per_identity(1)
+            .identity_limit(IdentityLimitPolicy::EvictOldest);
         let a = replica(&redis.url(), config).await;
         let b = replica(&redis.url(), config).await;
 

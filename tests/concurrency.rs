@@ -246,7 +246,8 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
     const GLOBAL: u64 = 20;
     let config = Config::default()
         .max_sessions(GLOBAL)
-        .max_sessions_per_identity(PER_IDENTITY, policy);
+        .max_sessions_per_identity(PER_IDENTITY)
+        .identity_limit(policy);
     let manager = SessionManager::new(store, config);
 
     // Per identity: ids created, ids reported evicted.
@@ -359,7 +360,9 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
 /// more than its cap, and deleted slots are reusable.
 async fn identity_cap_holds_with_deletes_racing<S: SessionStore>(store: S, counter: Counter) {
     const CAP: u32 = 4;
-    let config = Config::default().max_sessions_per_identity(CAP, IdentityLimitPolicy::Reject);
+    let config = Config::default()
+        .max_sessions_per_identity(CAP)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let manager = SessionManager::new(store, config);
     let alice = person(0);
     let live: Arc<std::sync::Mutex<Vec<SessionId>>> = Arc::default();

@@ -137,7 +137,8 @@ async fn start(
 fn capped_at_one() -> Config {
     Config::default()
         .timeout(Duration::from_secs(60))
-        .max_sessions_per_identity(1, IdentityLimitPolicy::Reject)
+        .max_sessions_per_identity(1)
+        .identity_limit(IdentityLimitPolicy::Reject)
 }
 
 // ---------------------------------------------------------------------------

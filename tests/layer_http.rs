@@ -473,7 +473,9 @@ async fn failed_initialize_leaves_no_orphan_session() {
 
 #[tokio::test]
 async fn per_identity_cap_evicts_oldest_by_default_or_rejects_with_429() {
-    let config = Config::default().max_sessions_per_identity(2, IdentityLimitPolicy::EvictOldest);
+    let config = Config::default()
+        .max_sessions_per_identity(2)
+        .identity_limit(IdentityLimitPolicy::EvictOldest);
     let server = Server::with_layer(SessionLayer::new(SessionManager::new(
         MokaStore::new(100),
         config,
@@ -497,7 +499,9 @@ async fn per_identity_cap_evicts_oldest_by_default_or_rejects_with_429() {
     // Bob is unaffected by Alice's churn.
     server.initialize("bob").await;
 
-    let config = Config::default().max_sessions_per_identity(1, IdentityLimitPolicy::Reject);
+    let config = Config::default()
+        .max_sessions_per_identity(1)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let server = Server::with_layer(SessionLayer::new(SessionManager::new(
         MokaStore::new(100),
         config,

@@ -118,7 +118,9 @@ async fn caps_evict_oldest_or_reject() {
     let clock = ManualClock::new(Timestamp::from_millis(0));
     let m = manager(
         &clock,
-        Config::default().max_sessions_per_identity(3, IdentityLimitPolicy::EvictOldest),
+        Config::default()
+            .max_sessions_per_identity(3)
+            .identity_limit(IdentityLimitPolicy::EvictOldest),
     );
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -132,7 +134,9 @@ async fn caps_evict_oldest_or_reject() {
 
     let m = manager(
         &clock,
-        Config::default().max_sessions_per_identity(1, IdentityLimitPolicy::Reject),
+        Config::default()
+            .max_sessions_per_identity(1)
+            .identity_limit(IdentityLimitPolicy::Reject),
     );
     let kept = m.create(&alice()).await.unwrap();
     assert!(matches!(

@@ -235,7 +235,8 @@ async fn check_store<S: SessionStore>(
         .timeout(TIMEOUT)
         .max_lifetime(LIFETIME)
         .max_sessions(GLOBAL)
-        .max_sessions_per_identity(PER_IDENTITY, policy);
+        .max_sessions_per_identity(PER_IDENTITY)
+        .identity_limit(policy);
     let manager = SessionManager::with_clock(store, config, clock.clone());
     let people = identities();
     let mut caller = people[0].clone();
@@ -522,7 +523,8 @@ async fn expired_sessions_do_not_count_against_the_global_cap<S: SessionStore>(s
         .timeout(TIMEOUT)
         .max_lifetime(LIFETIME)
         .max_sessions(GLOBAL)
-        .max_sessions_per_identity(PER_IDENTITY, IdentityLimitPolicy::Reject);
+        .max_sessions_per_identity(PER_IDENTITY)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let manager = SessionManager::with_clock(store, config, clock.clone());
     let people: Vec<Identity> = (0..GLOBAL)
         .map(|i| Identity::new(format!("user{i}"), "U", ["reader"]))
@@ -587,7 +589,8 @@ async fn idle_expired_sessions_free_slots_behind_many_live_ones<S: SessionStore>
         .timeout(TIMEOUT)
         .max_lifetime(Duration::from_secs(24 * 3600))
         .max_sessions(CAP)
-        .max_sessions_per_identity(1, IdentityLimitPolicy::Reject);
+        .max_sessions_per_identity(1)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let manager = SessionManager::with_clock(store, config, clock.clone());
     let who = |i: u64| Identity::new(format!("user{i}"), "U", ["reader"]);
     // 70 sessions that stay in use, then 30 younger ones that go idle.

@@ -555,7 +555,8 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
     let config = Config::default()
         .timeout(Duration::from_secs(60))
         .max_sessions(GLOBAL as u64)
-        .max_sessions_per_identity(PER_IDENTITY as u32, case.policy);
+        .max_sessions_per_identity(PER_IDENTITY as u32)
+        .identity_limit(case.policy);
     let manager = SessionManager::with_clock(store.clone(), config, clock.clone());
     let layer = SessionLayer::new(manager.clone())
         .id_mode(case.mode)

@@ -1,5 +1,5 @@
 //! A runnable MCP server: rmcp's Streamable HTTP service on axum, behind
-//! `mcp_session::SessionLayer` and a DEMO-ONLY bearer-token auth layer.
+//! `mcp_session::SessionLayer`, which reads the caller from DEMO-ONLY fixed bearer tokens.
 //!
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
@@ -64,15 +64,14 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::middleware;
 use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
 use mcp_session::policy::{Policy, PolicyLayer};
 use mcp_session::rmcp::SessionStateStore;
 use mcp_session::{
-    Config, IdMode, IdentityLimitPolicy, MokaStore, RedisStore, SessionLayer, SessionManager,
-    SessionStore,
+    BearerToken, Config, IdMode, IdentityLimitPolicy, MokaStore, RedisStore, SessionLayer,
+    SessionManager, SessionStore,
 };
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -214,14 +213,16 @@ pub fn session_manager<S: SessionStore>(
         .timeout(options.timeout)
         .roles_max_age(options.roles_max_age)
         .max_sessions(options.max_sessions)
-        .max_sessions_per_identity(options.max_sessions_per_identity, options.identity_limit);
+        .max_sessions_per_identity(options.max_sessions_per_identity)
+        .identity_limit(options.identity_limit);
     SessionManager::builder(store)
         .config(config)
         .role_source(directory.clone())
         .build()
 }
 
-/// The app: `/mcp` is rmcp behind the session layer behind the demo auth.
+/// The app: `/mcp` is rmcp behind the policy layer behind the session layer
+/// (which authenticates with the demo tokens).
 /// Cancelling `stop_mcp` ends rmcp's sessions and streams.
 pub fn app<S: SessionStore>(
     layer: SessionLayer<S>,
@@ -249,8 +250,9 @@ pub fn app<S: SessionStore>(
     let stats = session_stats(sessions.clone(), layer.manager().clone());
     let rmcp =
         StreamableHttpService::new(move || Ok(DemoServer::new(admin.clone())), sessions, config);
+    // The layer reads the caller from `Authorization: Bearer` itself.
+    let layer = layer.resolve_identity(BearerToken::new(auth::demo_identity));
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(auth::demo_bearer_auth)) // outermost: runs first
         .layer(layer)
         .layer(PolicyLayer::new(demo_policy())) // tool-level authorization
         .service(rmcp);

@@ -130,6 +130,7 @@ use tower_service::Service;
 
 mod body;
 mod classify;
+mod error_response;
 mod future;
 mod local;
 mod rejection;
@@ -137,6 +138,7 @@ mod unsessioned;
 
 pub use body::{RequestBody, ResponseBody};
 pub use classify::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SESSIONLESS_PROTOCOL_VERSION};
+pub use error_response::ErrorResponse;
 pub use future::ResponseFuture;
 pub use rejection::codes;
 
@@ -320,17 +322,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
     /// # let _ = layer;
     /// ```
     pub fn resource_metadata(mut self, url: http::Uri) -> Self {
-        // A quoted-string: `"` and `\` are escaped. A `Uri` is visible
-        // ASCII, so the value is always a valid header value.
-        let mut quoted = String::new();
-        for c in url.to_string().chars() {
-            if c == '"' || c == '\\' {
-                quoted.push('\\');
-            }
-            quoted.push(c);
-        }
-        self.settings.challenge =
-            HeaderValue::from_str(&format!("Bearer resource_metadata=\"{quoted}\"")).ok();
+        self.settings.challenge = Some(error_response::bearer_challenge(&url.to_string()));
         self
     }
 

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
+use super::error_response::ErrorResponse;
 use crate::{CapacityScope, InvalidSessionId, SessionError, StoreError};
 
 /// JSON-RPC error codes used in the layer's error bodies.
@@ -191,25 +190,10 @@ impl Rejection {
             Rejection::Unauthenticated(challenge) => challenge,
             _ => None,
         };
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": { "code": code, "message": message },
-        });
-        let mut response = Response::new(ResponseBody::error(Bytes::from(body.to_string())));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        // RFC 9110 (503) and RFC 6585 (429): when to try again.
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                challenge.unwrap_or(HeaderValue::from_static("Bearer")),
-            );
-        }
-        response
+        ErrorResponse::new(status, code, message)
+            .challenge(challenge)
+            .retry_after(retry_after)
+            .into_bytes_response()
+            .map(|bytes| ResponseBody::error(bytes))
     }
 }

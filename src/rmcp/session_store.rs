@@ -156,6 +156,7 @@ impl SessionStateStore {
     /// States in `store`'s Redis (the same one as `manager`'s sessions, as
     /// a rule), under `<prefix>rmcp:<digest>`, shared by every replica.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis<S: SessionStore>(
         manager: &SessionManager<S>,
         store: &crate::RedisStore,

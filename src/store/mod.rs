@@ -32,6 +32,7 @@ mod moka;
 pub use self::moka::MokaStore;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 /// What a successful [`SessionStore::create`] did besides storing the session.
