@@ -663,11 +663,19 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
             ),
             InnerMint::Bytes(b) => Some(b.clone()),
         };
-        let mint = if case.mode == IdMode::Adopt {
-            mint
-        } else {
-            None
-        };
+        // What the inner server's answer carries (a value that is no valid
+        // header cannot be set: no id at all).
+        let mint = mint.filter(|m| HeaderValue::from_bytes(m).is_ok());
+        // In mint mode the inner server mints only when it accepts an
+        // `initialize` (the misconfiguration the layer refuses); what it
+        // does on other requests is not the layer's business.
+        let initialize = spec.method == Method::POST
+            && session_values.is_empty()
+            && serde_json::from_slice::<serde_json::Value>(&spec.body).is_ok_and(|v| {
+                v.is_object() && v.get("method").and_then(|m| m.as_str()) == Some("initialize")
+            });
+        let accepted = (200..300).contains(&spec.inner_status);
+        let mint = mint.filter(|_| case.mode == IdMode::Adopt || (initialize && accepted));
         *plan.lock().unwrap() = Some(InnerPlan {
             status: spec.inner_status,
             mint: mint.clone(),
@@ -766,23 +774,28 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                             break 'oracle Expect::Layer(status, code);
                         }
                         model.live.retain(|(s, _)| *s != placeholder);
-                        if (200..300).contains(&spec.inner_status) {
-                            new_session_expected = true;
-                        } else {
+                        if !(200..300).contains(&spec.inner_status) {
                             orphan_check = true;
+                            break 'oracle Expect::Inner;
                         }
+                        if mint.is_some() {
+                            // The inner server mints its own ids: misconfigured,
+                            // refused, and the minted session ended again.
+                            orphan_check = true;
+                            break 'oracle Expect::Layer(502, codes::UPSTREAM_ERROR);
+                        }
+                        new_session_expected = true;
                         Expect::Inner
                     }
                     IdMode::Adopt => {
                         expected_session_in_inner = Some(None);
-                        let Some(minted) = &mint else {
-                            break 'oracle Expect::Inner;
-                        };
-                        if HeaderValue::from_bytes(minted).is_err()
-                            || !(200..300).contains(&spec.inner_status)
-                        {
+                        if !(200..300).contains(&spec.inner_status) {
                             break 'oracle Expect::Inner;
                         }
+                        let Some(minted) = &mint else {
+                            // A stateless inner server behind adopt mode.
+                            break 'oracle Expect::Layer(502, codes::UPSTREAM_ERROR);
+                        };
                         if !is_adoptable(minted) {
                             break 'oracle Expect::Layer(502, codes::UPSTREAM_ERROR);
                         }
@@ -860,6 +873,13 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
             Expect::Layer(want, _) => {
                 prop_assert!(!from_inner, "inner answered, expected {}: {}", want, ctx);
                 prop_assert_eq!(status.as_u16(), want, "{}", ctx);
+                if orphan_check {
+                    // A refused mint-mode initialize: the session the inner
+                    // server was given is gone again.
+                    let saw = saw.clone().expect("inner ran");
+                    let session = saw.session.expect("initialize had a session");
+                    model.gone.push(session.id().clone());
+                }
             }
             Expect::NoContent => {
                 prop_assert!(!from_inner, "{}", ctx);
