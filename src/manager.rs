@@ -29,9 +29,9 @@ use crate::{
 /// let bob = Identity::new("bob", "Bob", ["reader"]);
 ///
 /// let session = manager.create(&alice).await.unwrap();
-/// assert!(manager.get_for(session.id(), &alice).await.is_ok());
+/// assert!(manager.get(session.id(), &alice).await.is_ok());
 /// // Another caller cannot see it: indistinguishable from an unknown id.
-/// assert!(manager.get_for(session.id(), &bob).await.unwrap_err().is_not_found());
+/// assert!(manager.get(session.id(), &bob).await.unwrap_err().is_not_found());
 ///
 /// manager.delete(session.id()).await.unwrap();
 /// assert!(manager.get(session.id()).await.unwrap_err().is_not_found());
@@ -273,9 +273,10 @@ impl<S: SessionStore> SessionManager<S> {
         Ok((session, outcome))
     }
 
-    /// The live session with this id, whoever owns it (administrative use;
-    /// request paths should use [`SessionManager::get_for`]).
-    pub async fn get(&self, id: &SessionId) -> Result<Session, SessionError> {
+    /// The live session with this id, **whoever owns it**: for
+    /// administration only. A request path uses [`SessionManager::get`],
+    /// which checks the caller.
+    pub async fn get_any_owner(&self, id: &SessionId) -> Result<Session, SessionError> {
         self.inner
             .store
             .get(id, self.now())
@@ -285,27 +286,27 @@ impl<S: SessionStore> SessionManager<S> {
 
     /// The live session with this id if it belongs to `caller`; otherwise
     /// [`SessionError::NotFound`], exactly as for an unknown id.
-    pub async fn get_for(
-        &self,
-        id: &SessionId,
-        caller: &Identity,
-    ) -> Result<Session, SessionError> {
-        match self.get(id).await {
+    pub async fn get(&self, id: &SessionId, caller: &Identity) -> Result<Session, SessionError> {
+        match self.get_any_owner(id).await {
             Ok(session) if session.is_owned_by(caller) => Ok(session),
             Ok(_) => Err(SessionError::NotFound),
             Err(e) => Err(e),
         }
     }
 
-    /// Slides the session's idle expiry (never past its deadline) and returns it.
-    pub async fn refresh(&self, id: &SessionId) -> Result<Session, SessionError> {
-        let owner = self.get(id).await?;
-        self.refresh_for(id, owner.identity()).await
+    /// Slides the session's idle expiry (never past its deadline) and
+    /// returns it, **whoever owns it**: for administration only (a request
+    /// path uses [`SessionManager::refresh`]). Two store calls.
+    pub async fn refresh_any_owner(&self, id: &SessionId) -> Result<Session, SessionError> {
+        let owner = self.get_any_owner(id).await?;
+        self.refresh(id, owner.identity()).await
     }
 
-    /// [`SessionManager::refresh`] for the session's owner only: one store
-    /// call, and a session of someone else is neither returned nor refreshed.
-    pub async fn refresh_for(
+    /// Slides the idle expiry of `caller`'s session (never past its
+    /// deadline) and returns it: one store call. Someone else's session is
+    /// neither returned nor refreshed ([`SessionError::NotFound`], as for
+    /// an unknown id).
+    pub async fn refresh(
         &self,
         id: &SessionId,
         caller: &Identity,
@@ -336,8 +337,10 @@ impl<S: SessionStore> SessionManager<S> {
         }
     }
 
-    /// Terminates the session. [`SessionError::NotFound`] if there was none.
-    pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
+    /// Terminates the session, **whoever owns it**: for administration only
+    /// (a request path uses [`SessionManager::delete`]).
+    /// [`SessionError::NotFound`] if there was none.
+    pub async fn delete_any_owner(&self, id: &SessionId) -> Result<(), SessionError> {
         if self.end(id, EndReason::Deleted).await? {
             Ok(())
         } else {
@@ -347,9 +350,9 @@ impl<S: SessionStore> SessionManager<S> {
 
     /// Terminates the session if it belongs to `caller`; otherwise
     /// [`SessionError::NotFound`] and the session is untouched.
-    pub async fn delete_for(&self, id: &SessionId, caller: &Identity) -> Result<(), SessionError> {
-        self.get_for(id, caller).await?;
-        self.delete(id).await
+    pub async fn delete(&self, id: &SessionId, caller: &Identity) -> Result<(), SessionError> {
+        self.get(id, caller).await?;
+        self.delete_any_owner(id).await
     }
 
     /// Terminates every session of the identity, on every replica sharing

@@ -2,7 +2,7 @@
 //! same sessions at once, and racing creates against the caps.
 //!
 //! - After a delete has returned, no operation that starts later (get,
-//!   get_for, refresh, refresh_for, update, or a request through the layer)
+//!   get, refresh, refresh_any_owner, update, or a request through the layer)
 //!   is served with that session, and it never comes back.
 //! - The per-identity and global caps are never exceeded under concurrent
 //!   creates, with either per-identity policy, checked while the creates
@@ -77,10 +77,10 @@ async fn no_operation_after_a_delete_sees_the_session<S: SessionStore>(store: S)
                     round += 1;
                     let started_after_delete = deleted.load(Ordering::SeqCst);
                     let seen: Result<Option<Session>, SessionError> = match (w + round) % 5 {
-                        0 => manager.refresh_for(id, &owner).await.map(Some),
-                        1 => manager.get_for(id, &owner).await.map(Some),
-                        2 => manager.refresh(id).await.map(Some),
-                        3 => manager.get(id).await.map(Some),
+                        0 => manager.refresh(id, &owner).await.map(Some),
+                        1 => manager.get(id, &owner).await.map(Some),
+                        2 => manager.refresh_any_owner(id).await.map(Some),
+                        3 => manager.get_any_owner(id).await.map(Some),
                         _ => manager
                             .update(&session.touched(manager.now()))
                             .await
@@ -111,7 +111,7 @@ async fn no_operation_after_a_delete_sees_the_session<S: SessionStore>(store: S)
         let (deleter, deleted, id) = (manager.clone(), deleted.clone(), session.id().clone());
         handles.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(5 + (s as u64 % 7) * 3)).await;
-            deleter.delete(&id).await.unwrap();
+            deleter.delete_any_owner(&id).await.unwrap();
             deleted.store(true, Ordering::SeqCst);
         }));
         // Sessions of the same owners that are never deleted stay intact.
@@ -125,7 +125,7 @@ async fn no_operation_after_a_delete_sees_the_session<S: SessionStore>(store: S)
         "workers never saw a live session"
     );
     for session in &kept {
-        manager.get(session.id()).await.unwrap();
+        manager.get_any_owner(session.id()).await.unwrap();
     }
     assert!(checked_after.load(Ordering::Relaxed) >= SESSIONS * WORKERS_PER_SESSION * 25);
 }
@@ -205,7 +205,11 @@ async fn no_request_after_a_delete_is_served<S: SessionStore>(store: S) {
         for client in clients {
             client.await.unwrap();
         }
-        assert!(manager.get(session.id()).await.unwrap_err().is_not_found());
+        assert!(manager
+            .get_any_owner(session.id())
+            .await
+            .unwrap_err()
+            .is_not_found());
     }
     assert!(served.load(Ordering::Relaxed) > 0);
 }
@@ -310,7 +314,7 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
     for (who, ids) in &created {
         let mut live = 0;
         for id in ids {
-            if let Ok(s) = manager.get(id).await {
+            if let Ok(s) = manager.get_any_owner(id).await {
                 assert_eq!(s.identity_id(), who);
                 live += 1;
             }
@@ -328,7 +332,7 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
     }
     // Every reported eviction really happened, and only the identity's own.
     for id in &evicted {
-        assert!(manager.get(id).await.unwrap_err().is_not_found());
+        assert!(manager.get_any_owner(id).await.unwrap_err().is_not_found());
     }
     let all_created: usize = created.values().map(Vec::len).sum();
     let unaccounted = all_created as u64 - evicted.len() as u64 - total_live;
@@ -381,7 +385,7 @@ async fn identity_cap_holds_with_deletes_racing<S: SessionStore>(store: S, count
                     if (t + round) % 3 == 0 {
                         let victim = live.lock().unwrap().pop();
                         if let Some(id) = victim {
-                            manager.delete(&id).await.unwrap();
+                            manager.delete_any_owner(&id).await.unwrap();
                         }
                     } else {
                         match manager.create(&alice).await {
@@ -414,7 +418,7 @@ async fn identity_cap_holds_with_deletes_racing<S: SessionStore>(store: S, count
     assert!(max_ok_live.load(Ordering::SeqCst) <= CAP as usize);
     let held = live.lock().unwrap().clone();
     for id in &held {
-        manager.get(id).await.unwrap();
+        manager.get_any_owner(id).await.unwrap();
     }
 }
 

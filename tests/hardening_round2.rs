@@ -260,7 +260,7 @@ fn initialize_body(version: &str) -> String {
 async fn assert_bound(server: &Server, answer: &Answer, user: &str, context: &str) {
     if let Some(id) = answer.header("mcp-session-id") {
         let id = SessionId::parse_adopted(id).expect("a valid id");
-        let found = server.manager.get_for(&id, &identity(user)).await;
+        let found = server.manager.get(&id, &identity(user)).await;
         assert!(
             found.is_ok(),
             "{context}: the answer ({}) hands out session id {id} that the layer has not \

@@ -30,7 +30,7 @@ async fn create_binds_identity_and_caches_roles() {
         s.expires_at(),
         Timestamp::from_millis(5_000) + mcp_session::DEFAULT_TIMEOUT
     );
-    let got = m.get(s.id()).await.unwrap();
+    let got = m.get_any_owner(s.id()).await.unwrap();
     assert_eq!(got.id(), s.id());
     assert_eq!(got.identity().roles(), s.identity().roles());
 }
@@ -44,21 +44,25 @@ async fn refresh_slides_expiry_but_never_past_the_lifetime_cap() {
     let m = manager(&clock, config);
     let s = m.create(&alice()).await.unwrap();
     clock.advance(Duration::from_secs(9));
-    let r = m.refresh(s.id()).await.unwrap();
+    let r = m.refresh_any_owner(s.id()).await.unwrap();
     assert_eq!(r.last_access(), Timestamp::from_millis(9_000));
     assert_eq!(r.expires_at(), Timestamp::from_millis(19_000));
     clock.advance(Duration::from_secs(9)); // 18 s
-    let r = m.refresh_for(s.id(), &alice()).await.unwrap();
+    let r = m.refresh(s.id(), &alice()).await.unwrap();
     assert_eq!(
         r.expires_at(),
         Timestamp::from_millis(25_000),
         "capped at created + max_lifetime"
     );
     clock.advance(Duration::from_secs(6)); // 24 s
-    assert!(m.refresh(s.id()).await.is_ok());
+    assert!(m.refresh_any_owner(s.id()).await.is_ok());
     clock.advance(Duration::from_secs(1)); // 25 s
-    assert!(m.refresh(s.id()).await.unwrap_err().is_not_found());
-    assert!(m.get(s.id()).await.unwrap_err().is_not_found());
+    assert!(m
+        .refresh_any_owner(s.id())
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert!(m.get_any_owner(s.id()).await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]
@@ -67,10 +71,13 @@ async fn idle_expiry_without_refresh() {
     let m = manager(&clock, Config::default().timeout(Duration::from_secs(10)));
     let s = m.create(&alice()).await.unwrap();
     clock.advance(Duration::from_millis(9_999));
-    assert!(m.get(s.id()).await.is_ok());
+    assert!(m.get_any_owner(s.id()).await.is_ok());
     // `get` does not slide.
     clock.advance(Duration::from_millis(1));
-    assert!(matches!(m.get(s.id()).await, Err(SessionError::NotFound)));
+    assert!(matches!(
+        m.get_any_owner(s.id()).await,
+        Err(SessionError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -79,19 +86,15 @@ async fn owner_checks_are_indistinguishable_from_unknown() {
     let m = manager(&clock, Config::default());
     let bob = Identity::new("bob", "Bob", ["reader"]);
     let s = m.create(&alice()).await.unwrap();
-    assert!(m.get_for(s.id(), &bob).await.unwrap_err().is_not_found());
-    assert!(m
-        .refresh_for(s.id(), &bob)
-        .await
-        .unwrap_err()
-        .is_not_found());
-    assert!(m.delete_for(s.id(), &bob).await.unwrap_err().is_not_found());
+    assert!(m.get(s.id(), &bob).await.unwrap_err().is_not_found());
+    assert!(m.refresh(s.id(), &bob).await.unwrap_err().is_not_found());
+    assert!(m.delete(s.id(), &bob).await.unwrap_err().is_not_found());
     // Bob's failed refresh did not slide Alice's session.
     assert_eq!(
-        m.get(s.id()).await.unwrap().last_access(),
+        m.get_any_owner(s.id()).await.unwrap().last_access(),
         Timestamp::from_millis(0)
     );
-    assert!(m.delete_for(s.id(), &alice()).await.is_ok());
+    assert!(m.delete(s.id(), &alice()).await.is_ok());
 }
 
 #[tokio::test]
@@ -99,9 +102,9 @@ async fn update_never_resurrects() {
     let clock = ManualClock::new(Timestamp::from_millis(0));
     let m = manager(&clock, Config::default().timeout(Duration::from_secs(10)));
     let s = m.create(&alice()).await.unwrap();
-    m.delete(s.id()).await.unwrap();
+    m.delete_any_owner(s.id()).await.unwrap();
     assert!(m.update(&s).await.unwrap_err().is_not_found());
-    assert!(m.get(s.id()).await.unwrap_err().is_not_found());
+    assert!(m.get_any_owner(s.id()).await.unwrap_err().is_not_found());
 
     let s = m.create(&alice()).await.unwrap();
     clock.advance(Duration::from_secs(11));
@@ -110,7 +113,7 @@ async fn update_never_resurrects() {
         .await
         .unwrap_err()
         .is_not_found());
-    assert!(m.get(s.id()).await.unwrap_err().is_not_found());
+    assert!(m.get_any_owner(s.id()).await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]
@@ -129,8 +132,8 @@ async fn caps_evict_oldest_or_reject() {
     }
     let (_, outcome) = m.create_reporting(&alice()).await.unwrap();
     assert_eq!(outcome.evicted, vec![ids[0].clone()]);
-    assert!(m.get(&ids[0]).await.unwrap_err().is_not_found());
-    assert!(m.get(&ids[1]).await.is_ok());
+    assert!(m.get_any_owner(&ids[0]).await.unwrap_err().is_not_found());
+    assert!(m.get_any_owner(&ids[1]).await.is_ok());
 
     let m = manager(
         &clock,
@@ -145,7 +148,7 @@ async fn caps_evict_oldest_or_reject() {
             mcp_session::CapacityScope::Identity
         )))
     ));
-    assert!(m.get(kept.id()).await.is_ok());
+    assert!(m.get_any_owner(kept.id()).await.is_ok());
 
     let m = manager(&clock, Config::default().max_sessions(2));
     m.create(&alice()).await.unwrap();
@@ -171,9 +174,9 @@ async fn no_resurrection_after_delete_under_concurrent_refreshes() {
             let (m, id) = (m.clone(), id.clone());
             refreshers.push(tokio::spawn(async move {
                 for _ in 0..200 {
-                    let _ = m.refresh_for(&id, &alice()).await;
+                    let _ = m.refresh(&id, &alice()).await;
                     // Read-then-write straddling the delete must not write it back.
-                    if let Ok(seen) = m.get(&id).await {
+                    if let Ok(seen) = m.get_any_owner(&id).await {
                         tokio::task::yield_now().await;
                         let _ = m.update(&seen).await;
                     }
@@ -182,21 +185,17 @@ async fn no_resurrection_after_delete_under_concurrent_refreshes() {
             }));
         }
         tokio::task::yield_now().await;
-        m.delete(&id).await.unwrap();
+        m.delete_any_owner(&id).await.unwrap();
         // From here on, nothing may see the session again.
         for _ in 0..200 {
-            assert!(m
-                .refresh_for(&id, &alice())
-                .await
-                .unwrap_err()
-                .is_not_found());
-            assert!(m.get(&id).await.unwrap_err().is_not_found());
+            assert!(m.refresh(&id, &alice()).await.unwrap_err().is_not_found());
+            assert!(m.get_any_owner(&id).await.unwrap_err().is_not_found());
             tokio::task::yield_now().await;
         }
         for r in refreshers {
             r.await.unwrap();
         }
-        assert!(m.get(&id).await.unwrap_err().is_not_found());
+        assert!(m.get_any_owner(&id).await.unwrap_err().is_not_found());
     }
 }
 
@@ -206,8 +205,8 @@ async fn identities_are_interned_in_the_moka_store() {
     // Two separately built but equal identities (as an auth layer produces per request).
     let a = m.create(&alice()).await.unwrap();
     let b = m.create(&alice()).await.unwrap();
-    let a = m.get(a.id()).await.unwrap();
-    let b = m.get(b.id()).await.unwrap();
+    let a = m.get_any_owner(a.id()).await.unwrap();
+    let b = m.get_any_owner(b.id()).await.unwrap();
     assert!(
         a.identity().ptr_eq(b.identity()),
         "one identity allocation shared by its sessions"

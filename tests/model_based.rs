@@ -1,6 +1,6 @@
 //! Model-based test of `SessionManager` over a store: random sequences of
-//! create / get / get_for / refresh / refresh_for / update / delete /
-//! delete_for / clock advance / identity switch, run against the real
+//! create / get (owner-checked) / get_any_owner / refresh / refresh_any_owner / update /
+//! delete / delete_any_owner / clock advance / identity switch, run against the real
 //! manager (on a `ManualClock`) and against a small reference model; any
 //! divergence fails, and proptest shrinks it to a minimal sequence.
 //!
@@ -8,7 +8,7 @@
 //! - a session expires at `min(last_access + timeout, created + max_lifetime)`
 //!   and is live strictly before that;
 //! - `refresh*` slides `last_access` to now, only for a live session (and,
-//!   for `refresh_for`/`get_for`/`delete_for`, only for its owner: anyone
+//!   for `refresh`/`get`/`delete`, only for its owner: anyone
 //!   else gets not-found, exactly as for an unknown id);
 //! - `update` replaces a live session's state, and never brings back a
 //!   deleted or expired one;
@@ -286,7 +286,7 @@ async fn check_store<S: SessionStore>(
             }
             Op::Get(i) => {
                 let id = known[pick(i)].clone();
-                let got = manager.get(&id).await;
+                let got = manager.get_any_owner(&id).await;
                 same(&what, &got, model.live(&id, now))?;
                 if let Ok(s) = got {
                     copies[pick(i)] = Some(s);
@@ -294,7 +294,7 @@ async fn check_store<S: SessionStore>(
             }
             Op::GetFor(i) => {
                 let id = known[pick(i)].clone();
-                let got = manager.get_for(&id, &caller).await;
+                let got = manager.get(&id, &caller).await;
                 let want = model
                     .live(&id, now)
                     .filter(|s| s.identity.id() == caller.id());
@@ -305,7 +305,7 @@ async fn check_store<S: SessionStore>(
                 if let Some(m) = model.live_mut(&id, now) {
                     m.last = m.last.max(now);
                 }
-                let got = manager.refresh(&id).await;
+                let got = manager.refresh_any_owner(&id).await;
                 same(&what, &got, model.live(&id, now))?;
             }
             Op::RefreshFor(i) => {
@@ -317,7 +317,7 @@ async fn check_store<S: SessionStore>(
                 {
                     m.last = m.last.max(now);
                 }
-                let got = manager.refresh_for(&id, &caller).await;
+                let got = manager.refresh(&id, &caller).await;
                 let want = model.live(&id, now).filter(|s| s.identity.id() == owner);
                 same(&what, &got, want)?;
             }
@@ -361,7 +361,7 @@ async fn check_store<S: SessionStore>(
                 let got = manager.update(&updated).await;
                 not_found_or_ok(&what, &got, found)?;
                 // Whatever happened, the stored state is now the model's.
-                let after = manager.get(copy.id()).await;
+                let after = manager.get_any_owner(copy.id()).await;
                 same(
                     &format!("{what} (read back)"),
                     &after,
@@ -372,7 +372,7 @@ async fn check_store<S: SessionStore>(
                 let id = known[pick(i)].clone();
                 let live = model.live(&id, now).is_some();
                 let present = model.sessions.iter().any(|s| s.id == id);
-                let got = manager.delete(&id).await;
+                let got = manager.delete_any_owner(&id).await;
                 if present && !live {
                     // Logically expired but maybe not yet swept: `delete`
                     // gets no clock, so either answer is allowed.
@@ -392,7 +392,7 @@ async fn check_store<S: SessionStore>(
                 let mine = model
                     .live(&id, now)
                     .is_some_and(|s| s.identity.id() == caller.id());
-                let got = manager.delete_for(&id, &caller).await;
+                let got = manager.delete(&id, &caller).await;
                 not_found_or_ok(&what, &got, mine)?;
                 if mine {
                     model.remove(&id);
@@ -416,7 +416,7 @@ async fn audit<S: SessionStore>(
     now: Timestamp,
 ) -> Result<(), TestCaseError> {
     for id in known {
-        let got = manager.get(id).await;
+        let got = manager.get_any_owner(id).await;
         same(&format!("{what}: audit"), &got, model.live(id, now))?;
     }
     let live = model.sessions.iter().filter(|s| s.live(now)).count() as u64;
@@ -553,7 +553,7 @@ async fn expired_sessions_do_not_count_against_the_global_cap<S: SessionStore>(s
     while clock.now() < deadline {
         clock.advance(Duration::from_secs(4));
         for (session, person) in sessions.iter().zip(&people) {
-            let refreshed = manager.refresh_for(session.id(), person).await;
+            let refreshed = manager.refresh(session.id(), person).await;
             assert_eq!(refreshed.is_ok(), clock.now() < deadline);
         }
     }
@@ -608,7 +608,7 @@ async fn idle_expired_sessions_free_slots_behind_many_live_ones<S: SessionStore>
     for _ in 0..3 {
         clock.advance(TIMEOUT / 2);
         for (session, owner) in &busy {
-            manager.refresh_for(session.id(), owner).await.unwrap();
+            manager.refresh(session.id(), owner).await.unwrap();
         }
     }
     // 70 live sessions under a cap of 100: there is room.

@@ -2,7 +2,7 @@
 //!
 //! - two independent `SessionManager`s, each with its own connection, see
 //!   each other's sessions, deletions, expiry and lifetime cap;
-//! - the hot path (`refresh_for`, i.e. `touch`) costs exactly one command per
+//! - the hot path (`refresh`, i.e. `touch`) costs exactly one command per
 //!   call, counted with `INFO commandstats` and with `MONITOR`;
 //! - killing Redis makes calls fail with a `StoreError` within the timeout
 //!   (no hang, no panic), and restarting it lets the same store recover.
@@ -76,26 +76,26 @@ async fn a_session_created_on_one_replica_works_on_the_other() {
     let (a, b, _clock) = replicas(&server, "replicas:shared:").await;
 
     let session = a.create(&alice()).await.unwrap();
-    let seen = b.refresh_for(session.id(), &alice()).await.unwrap();
+    let seen = b.refresh(session.id(), &alice()).await.unwrap();
     assert_eq!(seen.identity_id(), "alice");
     assert!(seen.identity().roles().contains("admin"));
     assert_eq!(seen.created_at(), session.created_at());
-    assert!(b.get_for(session.id(), &alice()).await.is_ok());
+    assert!(b.get(session.id(), &alice()).await.is_ok());
     // The owner binding holds across replicas.
-    assert!(not_found(b.refresh_for(session.id(), &bob()).await));
-    assert!(not_found(b.get_for(session.id(), &bob()).await));
+    assert!(not_found(b.refresh(session.id(), &bob()).await));
+    assert!(not_found(b.get(session.id(), &bob()).await));
 
     // Deleted through one: not found through the other.
-    b.delete(session.id()).await.unwrap();
-    assert!(not_found(a.refresh_for(session.id(), &alice()).await));
-    assert!(not_found(a.get(session.id()).await));
-    assert!(not_found(a.delete(session.id()).await));
+    b.delete_any_owner(session.id()).await.unwrap();
+    assert!(not_found(a.refresh(session.id(), &alice()).await));
+    assert!(not_found(a.get_any_owner(session.id()).await));
+    assert!(not_found(a.delete_any_owner(session.id()).await));
 
     // And the other way round.
     let session = b.create(&bob()).await.unwrap();
-    assert!(a.refresh_for(session.id(), &bob()).await.is_ok());
-    a.delete_for(session.id(), &bob()).await.unwrap();
-    assert!(not_found(b.refresh_for(session.id(), &bob()).await));
+    assert!(a.refresh(session.id(), &bob()).await.is_ok());
+    a.delete(session.id(), &bob()).await.unwrap();
+    assert!(not_found(b.refresh(session.id(), &bob()).await));
 }
 
 #[tokio::test]
@@ -111,37 +111,37 @@ async fn idle_expiry_and_lifetime_cap_hold_across_replicas() {
     for step in 0..3 {
         clock.advance(Duration::from_secs(8)); // 8, 16, 24 s: each within 10 s idle
         let replica = if step % 2 == 0 { &b } else { &a };
-        let s = replica.refresh_for(session.id(), &alice()).await.unwrap();
+        let s = replica.refresh(session.id(), &alice()).await.unwrap();
         assert_eq!(s.last_access(), clock.now());
     }
     // ... never past the 25 s lifetime cap, on either replica.
     assert_eq!(
-        a.get(session.id()).await.unwrap().expires_at(),
+        a.get_any_owner(session.id()).await.unwrap().expires_at(),
         session.deadline()
     );
     clock.advance(Duration::from_millis(999)); // 24.999 s
-    assert!(b.get(session.id()).await.is_ok());
+    assert!(b.get_any_owner(session.id()).await.is_ok());
     clock.advance(Duration::from_millis(1)); // 25 s
-    assert!(not_found(a.refresh_for(session.id(), &alice()).await));
-    assert!(not_found(b.refresh_for(session.id(), &alice()).await));
-    assert!(not_found(b.get(session.id()).await));
+    assert!(not_found(a.refresh(session.id(), &alice()).await));
+    assert!(not_found(b.refresh(session.id(), &alice()).await));
+    assert!(not_found(b.get_any_owner(session.id()).await));
 
     // The session nobody refreshed idled out at 10 s, for both.
-    assert!(not_found(a.get(idle.id()).await));
-    assert!(not_found(b.refresh_for(idle.id(), &alice()).await));
+    assert!(not_found(a.get_any_owner(idle.id()).await));
+    assert!(not_found(b.refresh(idle.id(), &alice()).await));
 
     // Idle expiry after a refresh on the other replica.
     let fresh = b.create(&bob()).await.unwrap();
     clock.advance(Duration::from_secs(5));
-    a.refresh_for(fresh.id(), &bob()).await.unwrap();
+    a.refresh(fresh.id(), &bob()).await.unwrap();
     clock.advance(Duration::from_secs(9));
     assert!(
-        b.refresh_for(fresh.id(), &bob()).await.is_ok(),
+        b.refresh(fresh.id(), &bob()).await.is_ok(),
         "slid by the other replica"
     );
     clock.advance(Duration::from_secs(10));
-    assert!(not_found(a.get(fresh.id()).await));
-    assert!(not_found(b.get(fresh.id()).await));
+    assert!(not_found(a.get_any_owner(fresh.id()).await));
+    assert!(not_found(b.get_any_owner(fresh.id()).await));
 }
 
 /// Parses `INFO commandstats` into command → calls.
@@ -164,8 +164,8 @@ async fn the_hot_path_is_one_command_per_request() {
     let (a, b, clock) = replicas(&server, "replicas:roundtrips:").await;
     let session = a.create(&alice()).await.unwrap();
     // Warm up both connections (scripts are preloaded at connect anyway).
-    a.refresh_for(session.id(), &alice()).await.unwrap();
-    b.refresh_for(session.id(), &alice()).await.unwrap();
+    a.refresh(session.id(), &alice()).await.unwrap();
+    b.refresh(session.id(), &alice()).await.unwrap();
 
     const N: u64 = 50;
     server.cli(&["CONFIG", "RESETSTAT"]);
@@ -173,7 +173,7 @@ async fn the_hot_path_is_one_command_per_request() {
     for i in 0..N {
         clock.advance(Duration::from_millis(1));
         let replica = if i % 2 == 0 { &a } else { &b };
-        replica.refresh_for(session.id(), &alice()).await.unwrap();
+        replica.refresh(session.id(), &alice()).await.unwrap();
     }
     let lines = monitor.stop();
     let calls = command_calls(&server.cli(&["INFO", "commandstats"]));
@@ -202,7 +202,7 @@ async fn the_hot_path_is_one_command_per_request() {
         })
         .collect();
     assert!(others.is_empty(), "unexpected commands: {calls:?}");
-    println!("hot path: {N} refresh_for calls -> {evalsha} client commands (EVALSHA); commandstats {calls:?}");
+    println!("hot path: {N} refresh calls -> {evalsha} client commands (EVALSHA); commandstats {calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +231,7 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
             let (mut ok, mut failed, mut slowest) = (0u32, 0u32, Duration::ZERO);
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                match manager.refresh_for(&id, &alice()).await {
+                match manager.refresh(&id, &alice()).await {
                     Ok(_) => ok += 1,
                     Err(SessionError::Store(e)) => {
                         assert!(e.is_transient(), "{e:?}");
@@ -246,14 +246,14 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(manager.refresh_for(session.id(), &alice()).await.is_ok());
+    assert!(manager.refresh(session.id(), &alice()).await.is_ok());
 
     tokio::task::block_in_place(|| server.kill());
 
     // Every kind of call fails with a transient store error, within the timeout.
     for round in 0..10 {
         let started = Instant::now();
-        let result = manager.refresh_for(session.id(), &alice()).await;
+        let result = manager.refresh(session.id(), &alice()).await;
         let elapsed = started.elapsed();
         match result {
             Err(SessionError::Store(StoreError::Timeout(_) | StoreError::Unavailable(_))) => {}
@@ -270,10 +270,10 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
         matches!(manager.create(&bob()).await, Err(SessionError::Store(e)) if e.is_transient())
     );
     assert!(
-        matches!(manager.get(session.id()).await, Err(SessionError::Store(e)) if e.is_transient())
+        matches!(manager.get_any_owner(session.id()).await, Err(SessionError::Store(e)) if e.is_transient())
     );
     assert!(
-        matches!(manager.delete(session.id()).await, Err(SessionError::Store(e)) if e.is_transient())
+        matches!(manager.delete_any_owner(session.id()).await, Err(SessionError::Store(e)) if e.is_transient())
     );
     assert!(
         started.elapsed() < 3 * (timeout + margin),
@@ -296,7 +296,7 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
     tokio::task::block_in_place(|| server.restart());
     let recovered_by = Instant::now() + Duration::from_secs(10);
     loop {
-        match manager.refresh_for(session.id(), &alice()).await {
+        match manager.refresh(session.id(), &alice()).await {
             // No persistence: the old session is gone, and the store says so.
             Err(SessionError::NotFound) => break,
             Err(SessionError::Store(e)) if e.is_transient() => {}
@@ -306,8 +306,8 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let fresh = manager.create(&alice()).await.unwrap();
-    assert!(manager.refresh_for(fresh.id(), &alice()).await.is_ok());
-    manager.delete(fresh.id()).await.unwrap();
+    assert!(manager.refresh(fresh.id(), &alice()).await.is_ok());
+    manager.delete_any_owner(fresh.id()).await.unwrap();
 
     stop.store(true, Ordering::SeqCst);
     let (ok, failed, slowest) = flow.await.expect("the request loop panicked");
@@ -340,7 +340,7 @@ async fn a_hung_redis_times_out_and_the_same_store_recovers() {
     server.pause();
     for round in 0..5 {
         let started = Instant::now();
-        let result = manager.refresh_for(session.id(), &alice()).await;
+        let result = manager.refresh(session.id(), &alice()).await;
         let elapsed = started.elapsed();
         assert!(
             matches!(result, Err(SessionError::Store(ref e)) if e.is_transient()),
@@ -366,7 +366,7 @@ async fn a_hung_redis_times_out_and_the_same_store_recovers() {
     // The session survived (the server was only frozen) and is served again.
     let recovered_by = Instant::now() + Duration::from_secs(10);
     loop {
-        match manager.refresh_for(session.id(), &alice()).await {
+        match manager.refresh(session.id(), &alice()).await {
             Ok(s) => {
                 assert_eq!(s.identity_id(), "alice");
                 break;
@@ -382,7 +382,7 @@ async fn a_hung_redis_times_out_and_the_same_store_recovers() {
     for _ in 0..20 {
         assert_eq!(
             manager
-                .refresh_for(other.id(), &bob())
+                .refresh(other.id(), &bob())
                 .await
                 .unwrap()
                 .identity_id(),
@@ -390,7 +390,7 @@ async fn a_hung_redis_times_out_and_the_same_store_recovers() {
         );
         assert_eq!(
             manager
-                .refresh_for(session.id(), &alice())
+                .refresh(session.id(), &alice())
                 .await
                 .unwrap()
                 .identity_id(),

@@ -130,7 +130,7 @@ async fn states_move_between_replicas_and_end_with_their_session() {
     assert_eq!(client_name(rmcp_a, one.id()).await.as_deref(), Some("one"));
 
     // Ended on B (DELETE): gone for A too.
-    b.delete(one.id()).await.unwrap();
+    b.delete_any_owner(one.id()).await.unwrap();
     assert!(
         gone(rmcp_a, one.id()).await,
         "a deleted session's state is dropped"

@@ -152,7 +152,7 @@ async fn revocation_on_one_replica_ends_the_sessions_on_the_other() {
     directory.set("alice", &[]);
     assert_eq!(b.revoke_sessions("alice").await.unwrap(), 2);
     for session in &sessions {
-        let error = a.refresh_for(session.id(), &alice()).await.unwrap_err();
+        let error = a.refresh(session.id(), &alice()).await.unwrap_err();
         assert!(matches!(error, SessionError::NotFound), "{error:?}");
     }
     // Revocation drops the cached roles everywhere too.

@@ -127,7 +127,7 @@ impl LocalSessions {
             closer,
             refresh: Box::new(move |id, caller| {
                 let manager = refresher.clone();
-                Box::pin(async move { manager.refresh_for(&id, &caller).await })
+                Box::pin(async move { manager.refresh(&id, &caller).await })
             }),
             now: Box::new(move || clock.now()),
             idle: manager.config().timeout,

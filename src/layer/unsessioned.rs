@@ -262,11 +262,11 @@ where
     S: SessionStore,
 {
     let deleted = async {
-        manager.get_for(&id, &identity).await?;
+        manager.get(&id, &identity).await?;
         // The caller's own: this DELETE goes on to the inner server below,
         // so the end hook has nothing left to close here.
         local.release(&id);
-        manager.delete(&id).await
+        manager.delete_any_owner(&id).await
     };
     match deleted.await {
         Ok(()) => {

@@ -171,7 +171,7 @@ impl SessionStateStore {
             live: Box::new(move |id| {
                 let manager = checker.clone();
                 Box::pin(async move {
-                    match manager.get(&id).await {
+                    match manager.get_any_owner(&id).await {
                         Ok(_) => Ok(true),
                         Err(SessionError::NotFound) => Ok(false),
                         Err(SessionError::Store(e)) => Err(e),
@@ -402,7 +402,7 @@ mod tests {
         assert!(rmcp.load("not a valid id").await.unwrap().is_none());
 
         // Ended: gone at once (the hook).
-        manager.delete(deleted.id()).await.unwrap();
+        manager.delete_any_owner(deleted.id()).await.unwrap();
         assert!(rmcp.load(&deleted.id().reveal()).await.unwrap().is_none());
 
         // rmcp closing its copy of a live session keeps the state.
@@ -410,7 +410,7 @@ mod tests {
         assert!(rmcp.load(&kept.id().reveal()).await.unwrap().is_some());
 
         // Once the session has expired, rmcp closing it removes the state.
-        manager.refresh(kept.id()).await.unwrap();
+        manager.refresh_any_owner(kept.id()).await.unwrap();
         clock.advance(Duration::from_secs(61));
         rmcp.delete(&idle.id().reveal()).await.unwrap();
         assert!(rmcp.load(&idle.id().reveal()).await.unwrap().is_none());
