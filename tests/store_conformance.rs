@@ -743,6 +743,29 @@ macro_rules! conformance {
             )*
         }
 
+        // The run-time choice of store passes everything through unchanged.
+        mod any_moka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(mcp_session::AnyStore::from(mcp_session::MokaStore::new(10_000))).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "redis")]
+        mod any_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(store) = super::redis::standalone(concat!("any-", stringify!($test))).await else {
+                        return;
+                    };
+                    super::$test(mcp_session::AnyStore::from(store)).await;
+                }
+            )*
+        }
+
         #[cfg(feature = "redis")]
         mod redis_standalone {
             $(

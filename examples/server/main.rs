@@ -70,8 +70,8 @@ use clap::Parser;
 use mcp_session::policy::{Policy, PolicyLayer};
 use mcp_session::rmcp::SessionStateStore;
 use mcp_session::{
-    BearerToken, Config, IdMode, IdentityLimitPolicy, MokaStore, RedisStore, SessionLayer,
-    SessionManager, SessionStore,
+    AnyStore, BearerToken, Config, IdMode, IdentityLimitPolicy, MokaStore, RedisStore,
+    SessionLayer, SessionManager,
 };
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -150,7 +150,8 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match &options.redis_url {
+    // One store type either way (`AnyStore`): nothing below is generic.
+    let (store, directory): (AnyStore, _) = match &options.redis_url {
         Some(url) => {
             let cannot = |error: &dyn std::fmt::Display| {
                 std::io::Error::other(format!("cannot use Redis at {url}: {error}"))
@@ -158,22 +159,22 @@ pub async fn serve(
             let store = RedisStore::connect(url).await.map_err(|e| cannot(&e))?;
             let directory = DemoDirectory::redis(url).await.map_err(|e| cannot(&e))?;
             println!("session store and role directory: Redis at {url}");
-            serve_with_store(listener, &options, store, directory, shutdown).await
+            (store.into(), directory)
         }
         None => {
             let capacity = options.max_sessions;
             println!("session store: in memory (moka, {capacity} sessions max)");
-            let store = MokaStore::new(capacity);
-            serve_with_store(listener, &options, store, DemoDirectory::memory(), shutdown).await
+            (MokaStore::new(capacity).into(), DemoDirectory::memory())
         }
-    }
+    };
+    serve_with_store(listener, &options, store, directory, shutdown).await
 }
 
-/// Serves with any session store and the demo role directory.
-pub async fn serve_with_store<S: SessionStore>(
+/// Serves with the session store and the demo role directory.
+pub async fn serve_with_store(
     listener: TcpListener,
     options: &Options,
-    store: S,
+    store: AnyStore,
     directory: DemoDirectory,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -204,11 +205,11 @@ pub async fn serve_with_store<S: SessionStore>(
 
 /// The session manager over `store`, with roles from the demo directory,
 /// configured from the options.
-pub fn session_manager<S: SessionStore>(
-    store: S,
+pub fn session_manager(
+    store: AnyStore,
     options: &Options,
     directory: &Arc<DemoDirectory>,
-) -> SessionManager<S> {
+) -> SessionManager<AnyStore> {
     let config = Config::default()
         .timeout(options.timeout)
         .roles_max_age(options.roles_max_age)
@@ -224,8 +225,8 @@ pub fn session_manager<S: SessionStore>(
 /// The app: `/mcp` is rmcp behind the policy layer behind the session layer
 /// (which authenticates with the demo tokens).
 /// Cancelling `stop_mcp` ends rmcp's sessions and streams.
-pub fn app<S: SessionStore>(
-    layer: SessionLayer<S>,
+pub fn app(
+    layer: SessionLayer<AnyStore>,
     admin: Arc<dyn Admin>,
     options: &Options,
     stop_mcp: CancellationToken,
@@ -269,10 +270,10 @@ pub fn app<S: SessionStore>(
 /// in the same Redis ([`SessionStateStore`]), so that a replica that never
 /// saw a session restores it: replicas serve each other's sessions without
 /// sticky routing. In memory (one process) rmcp keeps its own.
-fn rmcp_session_states<S: SessionStore>(
-    manager: &SessionManager<S>,
+fn rmcp_session_states(
+    manager: &SessionManager<AnyStore>,
 ) -> Option<Arc<dyn rmcp::transport::streamable_http_server::session::SessionStore>> {
-    let redis = (manager.store() as &dyn std::any::Any).downcast_ref::<RedisStore>()?;
+    let redis = manager.store().as_redis()?;
     Some(SessionStateStore::redis(manager, redis))
 }
 
@@ -280,9 +281,9 @@ fn rmcp_session_states<S: SessionStore>(
 /// this process (adopt mode; 0 in mint mode, where rmcp is stateless), and
 /// how many the in-memory session store holds (`null` over Redis, shared
 /// by all replicas). `examples/soak.rs` samples it.
-fn session_stats<S: SessionStore>(
+fn session_stats(
     rmcp: Arc<LocalSessionManager>,
-    manager: SessionManager<S>,
+    manager: SessionManager<AnyStore>,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = axum::Json<serde_json::Value>> + Send>>
        + Clone
        + Send
@@ -292,12 +293,10 @@ fn session_stats<S: SessionStore>(
         let (rmcp, manager) = (rmcp.clone(), manager.clone());
         Box::pin(async move {
             let rmcp_sessions = rmcp.sessions.read().await.len();
-            let store_sessions = (manager.store() as &dyn std::any::Any)
-                .downcast_ref::<MokaStore>()
-                .map(|store| {
-                    store.run_pending_tasks();
-                    store.len()
-                });
+            let store_sessions = manager.store().as_moka().map(|store| {
+                store.run_pending_tasks();
+                store.len()
+            });
             axum::Json(serde_json::json!({
                 "rmcp_sessions": rmcp_sessions,
                 "store_sessions": store_sessions,

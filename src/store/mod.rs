@@ -27,8 +27,10 @@ use std::sync::Arc;
 
 use crate::{Limits, Session, SessionId, StoreError, Timestamp};
 
+mod any;
 mod moka;
 
+pub use self::any::{AnyStore, AnyTouchFuture};
 pub use self::moka::MokaStore;
 
 #[cfg(feature = "redis")]
