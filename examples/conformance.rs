@@ -23,7 +23,9 @@
 //!   checks look only at the request being sent; a tool that failed after
 //!   a timeout would pass them, so these tools deliberately have none, and
 //!   the suite's scenario timeout records the failure.)
-//! - `--redis-url URL`: sessions in Redis instead of in memory.
+//! - `--redis-url URL`: sessions in Redis instead of in memory; in adopt
+//!   mode rmcp's session states too ([`SessionStateStore`]), so replicas
+//!   over one Redis serve each other's sessions.
 //! - `--without-layer`: rmcp alone, configured as for `--mode`, no
 //!   `SessionLayer`: the baseline to compare the layer's scores with.
 //!
@@ -48,6 +50,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use mcp_session::rmcp::SessionStateStore;
 use mcp_session::{
     Config, IdMode, Identity, MokaStore, RedisStore, SessionLayer, SessionManager, SessionStore,
 };
@@ -174,9 +177,82 @@ async fn run(options: Options) -> std::io::Result<()> {
             let store = RedisStore::connect(url).await.map_err(|error| {
                 std::io::Error::other(format!("cannot use Redis at {url}: {error}"))
             })?;
-            serve(listener, &options, store, &format!("Redis at {url}")).await
+            let fanout = ListFanout::connect(url).await.map_err(|error| {
+                std::io::Error::other(format!("cannot subscribe at {url}: {error}"))
+            })?;
+            let name = format!("Redis at {url}");
+            serve(listener, &options, store, &name, Some(fanout)).await
         }
-        None => serve(listener, &options, MokaStore::new(100_000), "in memory").await,
+        None => {
+            serve(
+                listener,
+                &options,
+                MokaStore::new(100_000),
+                "in memory",
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// Redis channel on which `test_trigger_*_change` announce a list change
+/// to every replica over the same Redis, so that a `subscriptions/listen`
+/// stream open on one replica hears of a change made through another (a
+/// real server with replicas needs the same fan-out for its own changes).
+const LIST_CHANGED_CHANNEL: &str = "mcp-session-conformance:list-changed";
+
+#[derive(Clone, Copy)]
+enum ListChange {
+    Tools,
+    Prompts,
+}
+
+impl ListChange {
+    fn as_str(self) -> &'static str {
+        match self {
+            ListChange::Tools => "tools",
+            ListChange::Prompts => "prompts",
+        }
+    }
+
+    fn parse(raw: &[u8]) -> Option<Self> {
+        match raw {
+            b"tools" => Some(ListChange::Tools),
+            b"prompts" => Some(ListChange::Prompts),
+            _ => None,
+        }
+    }
+}
+
+/// Over Redis: a connection to publish list changes on, and the
+/// subscription that hears every replica's (this one's included).
+struct ListFanout {
+    publisher: redis::aio::MultiplexedConnection,
+    messages: redis::aio::PubSubStream,
+}
+
+impl ListFanout {
+    /// Subscribed before the server listens: no change is missed.
+    async fn connect(url: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(LIST_CHANGED_CHANNEL).await?;
+        Ok(ListFanout {
+            publisher: client.get_multiplexed_async_connection().await?,
+            messages: pubsub.into_on_message(),
+        })
+    }
+
+    /// Relays every announced change to this process's listen streams.
+    async fn relay(mut messages: redis::aio::PubSubStream, server: ConformanceServer) {
+        use futures::StreamExt;
+        while let Some(message) = messages.next().await {
+            if let Some(change) = ListChange::parse(message.get_payload_bytes()) {
+                server.notify_listeners(change).await;
+            }
+        }
+        eprintln!("conformance server: the list-change subscription ended");
     }
 }
 
@@ -185,6 +261,7 @@ async fn serve<S: SessionStore>(
     options: &Options,
     store: S,
     store_name: &str,
+    fanout: Option<ListFanout>,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
     let layer = SessionLayer::new(SessionManager::new(
@@ -204,12 +281,26 @@ async fn serve<S: SessionStore>(
         }
         IdMode::Adopt => {
             sessions.session_config.keep_alive = Some(SESSION_TIMEOUT);
-            config.with_legacy_session_mode(true)
+            let mut config = config.with_legacy_session_mode(true);
+            // Over Redis, rmcp's session states (the `initialize`
+            // parameters) go to the same Redis, so a replica restores the
+            // sessions another one created (the replicas run of
+            // .ci/conformance.sh).
+            let manager = layer.manager();
+            config.session_store = (manager.store() as &dyn std::any::Any)
+                .downcast_ref::<RedisStore>()
+                .map(|redis| SessionStateStore::redis(manager, redis) as _);
+            config
         }
     };
-    // One handler state for the whole process: subscriptions are per
-    // process here, which is all the suite needs.
-    let server = ConformanceServer::new();
+    // One handler state for the whole process: subscriptions and listen
+    // streams are per process; over Redis, list changes reach every
+    // replica's streams through `ListFanout`.
+    let (publisher, messages) = fanout.map(|f| (f.publisher, f.messages)).unzip();
+    let server = ConformanceServer::new(publisher);
+    if let Some(messages) = messages {
+        tokio::spawn(ListFanout::relay(messages, server.clone()));
+    }
     let rmcp = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
     let app = if options.without_layer {
         Router::new().nest_service("/mcp", rmcp)
@@ -591,10 +682,12 @@ struct Shared {
     listeners: Mutex<HashMap<u64, SubscriptionSink>>,
     next_listener: AtomicU64,
     sealer: RequestStateCodec,
+    /// Over Redis: where list changes are announced to every replica.
+    list_changes: Option<redis::aio::MultiplexedConnection>,
 }
 
 impl ConformanceServer {
-    fn new() -> Self {
+    fn new(list_changes: Option<redis::aio::MultiplexedConnection>) -> Self {
         ConformanceServer {
             state: Arc::new(Shared {
                 subscribed: Mutex::new(BTreeSet::new()),
@@ -602,6 +695,7 @@ impl ConformanceServer {
                 next_listener: AtomicU64::new(0),
                 sealer: RequestStateCodec::try_new(REQUEST_STATE_KEY)
                     .expect("the fixed key is long enough"),
+                list_changes,
             }),
         }
     }
@@ -620,6 +714,33 @@ impl ConformanceServer {
             .sealer
             .open_json(sealed)
             .map_err(|_| ErrorData::invalid_params("requestState failed verification", None))
+    }
+
+    /// Announces a list change: straight to this process's listen streams,
+    /// or over Redis to every replica's.
+    async fn list_changed(&self, change: ListChange) -> Result<(), ErrorData> {
+        let Some(publisher) = &self.state.list_changes else {
+            self.notify_listeners(change).await;
+            return Ok(());
+        };
+        redis::cmd("PUBLISH")
+            .arg(LIST_CHANGED_CHANNEL)
+            .arg(change.as_str())
+            .query_async::<i64>(&mut publisher.clone())
+            .await
+            .map(drop)
+            .map_err(|e| {
+                ErrorData::internal_error(format!("cannot announce the change: {e}"), None)
+            })
+    }
+
+    async fn notify_listeners(&self, change: ListChange) {
+        for sink in self.listeners() {
+            let _ = match change {
+                ListChange::Tools => sink.notify_tool_list_changed().await,
+                ListChange::Prompts => sink.notify_prompt_list_changed().await,
+            };
+        }
     }
 
     fn listeners(&self) -> Vec<SubscriptionSink> {
@@ -1004,15 +1125,11 @@ impl ServerHandler for ConformanceServer {
                 None => return Err(ErrorData::invalid_params("`value` must be a string", None)),
             },
             "test_trigger_tool_change" => {
-                for sink in self.listeners() {
-                    let _ = sink.notify_tool_list_changed().await;
-                }
+                self.list_changed(ListChange::Tools).await?;
                 CallToolResult::success(vec![text("tools/list_changed sent")])
             }
             "test_trigger_prompt_change" => {
-                for sink in self.listeners() {
-                    let _ = sink.notify_prompt_list_changed().await;
-                }
+                self.list_changed(ListChange::Prompts).await?;
                 CallToolResult::success(vec![text("prompts/list_changed sent")])
             }
             "test_missing_capability" => {

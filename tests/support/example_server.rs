@@ -12,17 +12,22 @@ use std::process::{Child, Command, Stdio};
 /// The example binary next to this test's own (`target/<profile>/examples/server`),
 /// built first if this test was run on its own.
 pub fn example_binary() -> PathBuf {
+    example_binary_named("server")
+}
+
+/// `target/<profile>/examples/NAME`, built first if missing.
+pub fn example_binary_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("server");
+    let binary = profile_dir.join("examples").join(name);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "server", "--manifest-path"])
+            .args(["build", "--example", name, "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
             .status()
             .unwrap();
-        assert!(status.success(), "could not build the example server");
+        assert!(status.success(), "could not build the example {name}");
     }
     binary
 }
