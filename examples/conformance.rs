@@ -273,12 +273,6 @@ async fn serve<S: SessionStore>(
     let config = StreamableHttpServerConfig::default().with_cancellation_token(stop.clone());
     let mut sessions = LocalSessionManager::default();
     let config = match options.mode {
-        IdMode::Mint => {
-            if options.event_store {
-                sessions = sessions.with_event_store(Arc::new(MemoryEventStore::default()));
-            }
-            config.with_legacy_session_mode(false)
-        }
         IdMode::Adopt => {
             sessions.session_config.keep_alive = Some(SESSION_TIMEOUT);
             let mut config = config.with_legacy_session_mode(true);
@@ -291,6 +285,13 @@ async fn serve<S: SessionStore>(
                 .downcast_ref::<RedisStore>()
                 .map(|redis| SessionStateStore::redis(manager, redis) as _);
             config
+        }
+        // Mint mode (and any mode to come): rmcp stateless.
+        _ => {
+            if options.event_store {
+                sessions = sessions.with_event_store(Arc::new(MemoryEventStore::default()));
+            }
+            config.with_legacy_session_mode(false)
         }
     };
     // One handler state for the whole process: subscriptions and listen

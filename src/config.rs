@@ -26,6 +26,7 @@ pub const DEFAULT_MAX_CACHED_IDENTITIES: usize = 100_000;
 /// user only ever loses their *own* oldest session, never anyone else's, and
 /// memory stays bounded either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IdentityLimitPolicy {
     /// Terminate the identity's oldest session to make room.
     #[default]
@@ -36,6 +37,7 @@ pub enum IdentityLimitPolicy {
 
 /// Caps a store enforces atomically when it creates a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Live sessions in the whole store; beyond it `create` fails with
     /// [`crate::StoreError::AtCapacity`] (the layer answers 503).
@@ -44,6 +46,26 @@ pub struct Limits {
     pub max_sessions_per_identity: u32,
     /// What to do when an identity is at its cap.
     pub per_identity_policy: IdentityLimitPolicy,
+}
+
+impl Limits {
+    /// Sets the global cap (see [`Config::max_sessions`]).
+    pub fn max_sessions(mut self, max: u64) -> Self {
+        self.max_sessions = max;
+        self
+    }
+
+    /// Sets the per-identity cap (see [`Config::max_sessions_per_identity`]).
+    pub fn max_sessions_per_identity(mut self, max: u32) -> Self {
+        self.max_sessions_per_identity = max;
+        self
+    }
+
+    /// Sets what happens at the per-identity cap (see [`Config::identity_limit`]).
+    pub fn identity_limit(mut self, policy: IdentityLimitPolicy) -> Self {
+        self.per_identity_policy = policy;
+        self
+    }
 }
 
 impl Default for Limits {
@@ -71,6 +93,7 @@ impl Default for Limits {
 /// assert_eq!(config.timeout, Duration::from_secs(600));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Idle timeout: a session unused this long expires. Default 30 minutes.
     pub timeout: Duration,

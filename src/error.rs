@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Why a string is not a valid session id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InvalidSessionId {
     /// Wrong length (the length seen).
     Length(usize),
@@ -25,6 +26,7 @@ impl std::error::Error for InvalidSessionId {}
 
 /// Which cap a create ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CapacityScope {
     /// The store-wide cap ([`crate::Limits::max_sessions`]).
     Global,
@@ -34,6 +36,7 @@ pub enum CapacityScope {
 
 /// A failure of a [`crate::SessionStore`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StoreError {
     /// `create` found a session with the same id (never overwritten).
     AlreadyExists,
@@ -79,6 +82,7 @@ impl std::error::Error for StoreError {
 
 /// A failure of a [`crate::SessionManager`] operation.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SessionError {
     /// No live session with this id (missing, expired, terminated) — or, for
     /// owner-checked lookups, one that belongs to someone else: the two are

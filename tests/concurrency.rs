@@ -286,6 +286,7 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
                                 let key = match scope {
                                     CapacityScope::Global => "global",
                                     CapacityScope::Identity => "identity",
+                                    other => panic!("unknown scope {other:?}"),
                                 };
                                 *refusals.lock().unwrap().entry(key).or_default() += 1;
                             }
@@ -353,6 +354,7 @@ async fn caps_hold_under_concurrent_creates<S: SessionStore>(
             assert!(!evicted.is_empty());
             assert_eq!(refusals.get("identity"), None);
         }
+        other => panic!("untested policy {other:?}"),
     }
     assert!(
         refusals.get("global").copied().unwrap_or(0) > 0,

@@ -154,6 +154,7 @@ impl Model {
                     let excess = mine.len() + 1 - PER_IDENTITY as usize;
                     evicted = mine[..excess].iter().map(|s| s.id.clone()).collect();
                 }
+                other => unreachable!("no model for {other:?}"),
             }
         }
         for id in &evicted {

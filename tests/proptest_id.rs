@@ -71,6 +71,7 @@ proptest! {
                 prop_assert_ne!(n, SESSION_ID_HEX_LEN);
             }
             Err(InvalidSessionId::Character) => prop_assert_eq!(bytes.len(), SESSION_ID_HEX_LEN),
+            Err(other) => prop_assert!(false, "unexpected {:?}", other),
         }
     }
 

@@ -448,6 +448,7 @@ impl Model {
                         self.remove(&v);
                     }
                 }
+                other => unreachable!("no model for {other:?}"),
             }
         }
         if self.live.len() >= GLOBAL {
@@ -701,6 +702,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                 let ok = match case.mode {
                     IdMode::Mint => is_minted_form(v),
                     IdMode::Adopt => is_adoptable(v),
+                    other => unreachable!("no model for {other:?}"),
                 };
                 if !ok {
                     break 'oracle Expect::Layer(400, codes::INVALID_REQUEST);
@@ -808,6 +810,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                             Err((status, code)) => Expect::Layer(status, code),
                         }
                     }
+                    other => unreachable!("no model for {other:?}"),
                 },
                 // A batch holding an initialize is refused in the sessionless era.
                 _ if sessionless && value.is_array() && holds_initialize(&value) => {
@@ -855,6 +858,7 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
             || session_values.first().is_some_and(|v| match case.mode {
                 IdMode::Mint => !is_minted_form(v),
                 IdMode::Adopt => !is_adoptable(v),
+                other => unreachable!("no model for {other:?}"),
             });
         if malformed || caller.is_none() {
             prop_assert_eq!(calls, calls_before, "store was called: {}", ctx);

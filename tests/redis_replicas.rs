@@ -238,6 +238,7 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
                         failed += 1;
                     }
                     Err(SessionError::NotFound) => ok += 1, // after the restart
+                    Err(other) => panic!("{other:?}"),
                 }
                 slowest = slowest.max(started.elapsed());
                 tokio::time::sleep(Duration::from_millis(5)).await;

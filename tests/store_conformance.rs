@@ -46,11 +46,10 @@ fn session_with(
 }
 
 fn limits(per_identity: u32, policy: IdentityLimitPolicy, global: u64) -> Limits {
-    Limits {
-        max_sessions: global,
-        max_sessions_per_identity: per_identity,
-        per_identity_policy: policy,
-    }
+    Limits::default()
+        .max_sessions(global)
+        .max_sessions_per_identity(per_identity)
+        .identity_limit(policy)
 }
 
 fn ms(n: u64) -> Duration {

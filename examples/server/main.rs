@@ -112,9 +112,10 @@ fn main() -> ExitCode {
         );
         println!(
             "session ids: {}, idle timeout {}s",
-            match options.mode {
-                IdMode::Mint => "minted by the layer (64 hex characters), rmcp stateless",
-                IdMode::Adopt => "minted by rmcp (legacy session mode), adopted by the layer",
+            if options.mode == IdMode::Adopt {
+                "minted by rmcp (legacy session mode), adopted by the layer"
+            } else {
+                "minted by the layer (64 hex characters), rmcp stateless"
             },
             options.timeout.as_secs()
         );
@@ -233,19 +234,19 @@ pub fn app(
 ) -> Router {
     let config = StreamableHttpServerConfig::default().with_cancellation_token(stop_mcp);
     let mut sessions = LocalSessionManager::default();
-    let config = match options.mode {
-        // rmcp stateless: it never sees a session it did not get from the layer.
-        IdMode::Mint => config
-            .with_legacy_session_mode(false)
-            .with_json_response(true),
+    let config = if options.mode == IdMode::Adopt {
         // rmcp mints and keeps sessions; keep them at least as long as the
         // layer does, or rmcp would 404 sessions the layer still serves.
-        IdMode::Adopt => {
-            sessions.session_config.keep_alive = Some(options.timeout);
-            let mut config = config.with_legacy_session_mode(true);
-            config.session_store = rmcp_session_states(layer.manager());
-            config
-        }
+        sessions.session_config.keep_alive = Some(options.timeout);
+        let mut config = config.with_legacy_session_mode(true);
+        config.session_store = rmcp_session_states(layer.manager());
+        config
+    } else {
+        // Mint mode: rmcp stateless, it never sees a session it did not get
+        // from the layer; plain JSON answers (no stream to resume).
+        config
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
     };
     let sessions = Arc::new(sessions);
     let stats = session_stats(sessions.clone(), layer.manager().clone());

@@ -191,7 +191,8 @@ async fn run(input: Input) {
     };
     let config = Config::default()
         .max_sessions(GLOBAL)
-        .max_sessions_per_identity(PER_IDENTITY, policy);
+        .max_sessions_per_identity(PER_IDENTITY)
+        .identity_limit(policy);
     let manager = SessionManager::with_clock(store.clone(), config, ManualClock::starting_now());
     let mode = if input.adopt {
         IdMode::Adopt
@@ -311,6 +312,7 @@ async fn run(input: Input) {
             || id_values.first().is_some_and(|v| match mode {
                 IdMode::Mint => SessionId::parse_bytes(v.as_bytes()).is_err(),
                 IdMode::Adopt => SessionId::parse_adopted_bytes(v.as_bytes()).is_err(),
+                other => unreachable!("no model for {other:?}"),
             });
         if malformed || caller.is_none() {
             assert_eq!(

@@ -165,6 +165,7 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Who mints session ids. See the [module docs](self#id-modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IdMode {
     /// The layer mints ids (64 lowercase hex characters).
     #[default]
