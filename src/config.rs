@@ -188,3 +188,102 @@ impl Config {
         self
     }
 }
+
+/// Why a [`Config`] was refused ([`Config::validate`]): each says what to
+/// change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The idle timeout is under a millisecond (stores count in
+    /// milliseconds): every session would expire at once.
+    ZeroTimeout,
+    /// The lifetime cap is shorter than the idle timeout, so the idle
+    /// timeout could never apply.
+    LifetimeShorterThanTimeout {
+        /// [`Config::max_lifetime`].
+        max_lifetime: Duration,
+        /// [`Config::timeout`].
+        timeout: Duration,
+    },
+    /// The global cap is 0: no session could ever be created.
+    ZeroMaxSessions,
+    /// The per-identity cap is 0: no caller could ever hold a session.
+    ZeroMaxSessionsPerIdentity,
+    /// The role lookup timeout is 0: every lookup would fail.
+    ZeroRolesLookupTimeout,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::ZeroTimeout => f.write_str(
+                "the idle timeout (Config::timeout) is under 1 ms: every session would expire at \
+                 once; set it to the time a client may stay idle, e.g. 30 minutes",
+            ),
+            ConfigError::LifetimeShorterThanTimeout {
+                max_lifetime,
+                timeout,
+            } => write!(
+                f,
+                "the lifetime cap (Config::max_lifetime, {max_lifetime:?}) is shorter than the \
+                 idle timeout (Config::timeout, {timeout:?}): raise the lifetime or lower the \
+                 timeout"
+            ),
+            ConfigError::ZeroMaxSessions => f.write_str(
+                "the global session cap (Config::max_sessions) is 0: no session could be \
+                 created; set it to the most live sessions the server may hold",
+            ),
+            ConfigError::ZeroMaxSessionsPerIdentity => f.write_str(
+                "the per-identity session cap (Config::max_sessions_per_identity) is 0: no \
+                 caller could hold a session; set it to at least 1 (default 64)",
+            ),
+            ConfigError::ZeroRolesLookupTimeout => f.write_str(
+                "the role lookup timeout (Config::roles_lookup_timeout) is 0: every lookup \
+                 would time out; set it to at least a few hundred milliseconds",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks that the settings make sense together; the first problem
+    /// found, in words a person can act on. [`SessionManager`] construction
+    /// runs it ([`SessionManagerBuilder::try_build`] returns the error).
+    ///
+    /// [`SessionManager`]: crate::SessionManager
+    /// [`SessionManagerBuilder::try_build`]: crate::SessionManagerBuilder::try_build
+    ///
+    /// ```
+    /// use mcp_session::{Config, ConfigError};
+    /// use std::time::Duration;
+    ///
+    /// assert!(Config::default().validate().is_ok());
+    /// let bad = Config::default().max_sessions_per_identity(0);
+    /// assert_eq!(bad.validate(), Err(ConfigError::ZeroMaxSessionsPerIdentity));
+    /// let bad = Config::default().timeout(Duration::from_secs(3600)).max_lifetime(Duration::from_secs(60));
+    /// assert!(bad.validate().unwrap_err().to_string().contains("raise the lifetime"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.timeout < Duration::from_millis(1) {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.max_lifetime < self.timeout {
+            return Err(ConfigError::LifetimeShorterThanTimeout {
+                max_lifetime: self.max_lifetime,
+                timeout: self.timeout,
+            });
+        }
+        if self.limits.max_sessions == 0 {
+            return Err(ConfigError::ZeroMaxSessions);
+        }
+        if self.limits.max_sessions_per_identity == 0 {
+            return Err(ConfigError::ZeroMaxSessionsPerIdentity);
+        }
+        if self.roles_lookup_timeout.is_zero() {
+            return Err(ConfigError::ZeroRolesLookupTimeout);
+        }
+        Ok(())
+    }
+}

@@ -81,9 +81,9 @@ pub mod roles;
 pub mod store;
 
 pub use config::{
-    Config, IdentityLimitPolicy, Limits, DEFAULT_MAX_CACHED_IDENTITIES, DEFAULT_MAX_LIFETIME,
-    DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_ROLES_LOOKUP_TIMEOUT,
-    DEFAULT_ROLES_MAX_AGE, DEFAULT_TIMEOUT,
+    Config, ConfigError, IdentityLimitPolicy, Limits, DEFAULT_MAX_CACHED_IDENTITIES,
+    DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+    DEFAULT_ROLES_LOOKUP_TIMEOUT, DEFAULT_ROLES_MAX_AGE, DEFAULT_TIMEOUT,
 };
 pub use error::{CapacityScope, InvalidSessionId, SessionError, StoreError};
 pub use events::{EndReason, SessionEnded};

@@ -8,8 +8,8 @@ use crate::log::log_warn;
 use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
 use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 use crate::{
-    Clock, Config, Identity, MokaStore, Roles, Session, SessionError, SessionId, StoreError,
-    SystemClock, Timestamp,
+    Clock, Config, ConfigError, Identity, MokaStore, Roles, Session, SessionError, SessionId,
+    StoreError, SystemClock, Timestamp,
 };
 
 /// Creates, looks up, refreshes and deletes sessions in a [`SessionStore`],
@@ -103,7 +103,22 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
     /// store's notices: [`SessionManager::invalidate_roles`] on any replica
     /// reaches its role cache, and sessions ended elsewhere reach its
     /// [hooks](SessionManager::on_session_end).
+    ///
+    /// # Panics
+    ///
+    /// If the [`Config`] is invalid ([`Config::validate`]), with its
+    /// message: a setup mistake, found at start-up. Use
+    /// [`SessionManagerBuilder::try_build`] to handle it instead.
     pub fn build(self) -> SessionManager<S> {
+        match self.try_build() {
+            Ok(manager) => manager,
+            Err(error) => panic!("invalid mcp_session::Config: {error}"),
+        }
+    }
+
+    /// The manager, or why its [`Config`] is invalid.
+    pub fn try_build(self) -> Result<SessionManager<S>, ConfigError> {
+        self.config.validate()?;
         let config = self.config;
         let cache = self.source.map(|source| {
             Arc::new(RoleCache::new(
@@ -125,7 +140,7 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
         if let (Some(cache), false) = (&cache, shared) {
             cache.set_trusted(true); // one process: nothing to miss
         }
-        SessionManager {
+        Ok(SessionManager {
             inner: Arc::new(Inner {
                 store: self.store,
                 config,
@@ -133,7 +148,7 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
                 roles: cache.map_or(RoleResolver::FromIdentity, RoleResolver::Cached),
                 hooks,
             }),
-        }
+        })
     }
 }
 
@@ -195,6 +210,11 @@ impl<S: SessionStore> SessionManager<S> {
     /// A manager over `store` with `config`, using the system clock and the
     /// roles on each request's identity
     /// ([`RolesFromIdentity`](crate::roles::RolesFromIdentity)).
+    ///
+    /// # Panics
+    ///
+    /// If `config` is invalid ([`Config::validate`]); see
+    /// [`SessionManagerBuilder::try_build`] to handle that instead.
     pub fn new(store: S, config: Config) -> Self {
         Self::builder(store).config(config).build()
     }

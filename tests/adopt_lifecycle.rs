@@ -340,7 +340,11 @@ async fn idle_expiry_and_deadline_close_rmcps_sessions() {
     assert_eq!(idle.ping("alice", &id).await, StatusCode::NOT_FOUND);
 
     // Used all along, but only for its lifetime.
-    let lifetime = config().max_lifetime(Duration::from_secs(1));
+    // (The idle timeout may not exceed the lifetime: both 1 s; the pings
+    // keep it from idling out.)
+    let lifetime = config()
+        .timeout(Duration::from_secs(1))
+        .max_lifetime(Duration::from_secs(1));
     let deadline = start(SessionManager::new(MokaStore::new(100), lifetime)).await;
     let id = deadline.initialize("alice").await.unwrap();
     let started = Instant::now();

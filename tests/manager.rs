@@ -212,3 +212,74 @@ async fn identities_are_interned_in_the_moka_store() {
         "one identity allocation shared by its sessions"
     );
 }
+
+/// Settings that cannot work are refused when the manager is built, with a
+/// message that says what to change; nothing is refused that works.
+#[test]
+fn an_invalid_config_is_refused_at_build_time() {
+    use mcp_session::ConfigError;
+    let build = |config: Config| {
+        SessionManager::builder(MokaStore::default())
+            .config(config)
+            .try_build()
+            .map(|_| ())
+    };
+    assert_eq!(build(Config::default()), Ok(()));
+    let equal = Config::default()
+        .timeout(Duration::from_secs(60))
+        .max_lifetime(Duration::from_secs(60));
+    assert_eq!(
+        build(equal),
+        Ok(()),
+        "a lifetime equal to the timeout is fine"
+    );
+    let cases = [
+        (
+            Config::default().timeout(Duration::ZERO),
+            ConfigError::ZeroTimeout,
+        ),
+        (
+            Config::default().timeout(Duration::from_micros(999)),
+            ConfigError::ZeroTimeout,
+        ),
+        (
+            Config::default().max_sessions(0),
+            ConfigError::ZeroMaxSessions,
+        ),
+        (
+            Config::default().max_sessions_per_identity(0),
+            ConfigError::ZeroMaxSessionsPerIdentity,
+        ),
+        (
+            Config::default().roles_lookup_timeout(Duration::ZERO),
+            ConfigError::ZeroRolesLookupTimeout,
+        ),
+    ];
+    for (config, want) in cases {
+        let error = build(config).unwrap_err();
+        assert_eq!(error, want);
+        assert!(
+            error.to_string().contains("Config::"),
+            "names the setting: {error}"
+        );
+    }
+    let short = Config::default()
+        .timeout(Duration::from_secs(600))
+        .max_lifetime(Duration::from_secs(60));
+    let error = build(short).unwrap_err();
+    assert!(matches!(
+        error,
+        ConfigError::LifetimeShorterThanTimeout { .. }
+    ));
+    assert!(error
+        .to_string()
+        .contains("raise the lifetime or lower the timeout"));
+
+    // `new` and `build` refuse it too, loudly, at start-up.
+    let panic = std::panic::catch_unwind(|| {
+        SessionManager::new(MokaStore::default(), Config::default().max_sessions(0))
+    })
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("invalid mcp_session::Config") && message.contains("max_sessions"));
+}
