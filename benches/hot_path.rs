@@ -55,12 +55,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::Empty;
 use mcp_session::layer::RequestBody;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use mcp_session::roles::{RoleLookupError, RoleSource};
 use mcp_session::{
     Config, Identity, IdentityLimitPolicy, MokaStore, Roles, SessionId, SessionLayer,
     SessionManager,
 };
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
@@ -482,23 +482,54 @@ static RECORDER: std::sync::LazyLock<&'static Switched> = std::sync::LazyLock::n
 struct SwitchedRef(&'static Switched);
 
 impl metrics::Recorder for SwitchedRef {
-    fn describe_counter(&self, k: metrics::KeyName, u: Option<metrics::Unit>, d: metrics::SharedString) {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
         self.0.inner.describe_counter(k, u, d)
     }
-    fn describe_gauge(&self, k: metrics::KeyName, u: Option<metrics::Unit>, d: metrics::SharedString) {
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
         self.0.inner.describe_gauge(k, u, d)
     }
-    fn describe_histogram(&self, k: metrics::KeyName, u: Option<metrics::Unit>, d: metrics::SharedString) {
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
         self.0.inner.describe_histogram(k, u, d)
     }
     fn register_counter(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
-        if self.0.on() { self.0.inner.register_counter(key, m) } else { metrics::Counter::noop() }
+        if self.0.on() {
+            self.0.inner.register_counter(key, m)
+        } else {
+            metrics::Counter::noop()
+        }
     }
     fn register_gauge(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
-        if self.0.on() { self.0.inner.register_gauge(key, m) } else { metrics::Gauge::noop() }
+        if self.0.on() {
+            self.0.inner.register_gauge(key, m)
+        } else {
+            metrics::Gauge::noop()
+        }
     }
-    fn register_histogram(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Histogram {
-        if self.0.on() { self.0.inner.register_histogram(key, m) } else { metrics::Histogram::noop() }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        if self.0.on() {
+            self.0.inner.register_histogram(key, m)
+        } else {
+            metrics::Histogram::noop()
+        }
     }
 }
 

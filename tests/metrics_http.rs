@@ -20,12 +20,12 @@ mod prometheus;
 use std::time::{Duration, Instant};
 
 use example_server::Replica;
+use mcp_http::{delete, initialize, whoami};
 use mcp_session::observe::metrics::{
     SESSIONS_ACTIVE, SESSIONS_CREATED, SESSIONS_ENDED, SESSION_DURATION, SESSION_REJECTIONS,
     STORE_OPERATION_DURATION,
 };
 use mcp_session::SessionId;
-use mcp_http::{delete, initialize, whoami};
 use prometheus::Scrape;
 use reqwest::StatusCode;
 
@@ -43,7 +43,10 @@ async fn scrape(client: &reqwest::Client, url: &str) -> (Scrape, String) {
 /// No label value, and nothing in the text, holds `id` or half of it.
 fn assert_no_id(scrape: &Scrape, text: &str, id: &str) {
     let half = &id[..id.len() / 2];
-    assert!(!text.contains(half), "the scrape holds a session id:\n{text}");
+    assert!(
+        !text.contains(half),
+        "the scrape holds a session id:\n{text}"
+    );
     for sample in &scrape.samples {
         for value in sample.labels.values() {
             assert!(!value.contains(half), "label {value:?} of {sample:?}");
@@ -70,7 +73,10 @@ async fn a_session_created_used_and_deleted_is_counted_once() {
     );
     let res = whoami(&client, &server.url, ALICE, &id).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(delete(&client, &server.url, ALICE, &id).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(&client, &server.url, ALICE, &id).await,
+        StatusCode::NO_CONTENT
+    );
 
     let (after, text) = scrape(&client, &server.metrics_url()).await;
     assert_eq!(after.kind(SESSIONS_ACTIVE), Some("gauge"));
@@ -116,7 +122,10 @@ async fn a_session_created_used_and_deleted_is_counted_once() {
         named.iter().any(|l| l.contains("mcp.session.request")),
         "no request span naming {digest}:\n{logs}"
     );
-    assert!(!logs.contains(&id[..32]), "a log line holds a session id:\n{logs}");
+    assert!(
+        !logs.contains(&id[..32]),
+        "a log line holds a session id:\n{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

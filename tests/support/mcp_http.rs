@@ -53,7 +53,12 @@ pub async fn initialize(client: &reqwest::Client, url: &str, token: &str) -> Str
 }
 
 /// `tools/call whoami` in session `id`.
-pub async fn whoami(client: &reqwest::Client, url: &str, token: &str, id: &str) -> reqwest::Response {
+pub async fn whoami(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    id: &str,
+) -> reqwest::Response {
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "whoami", "arguments": {}}});
     post_as(client, url, token, Some(id), call).await

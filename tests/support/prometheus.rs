@@ -101,7 +101,11 @@ fn parse_sample(line: &str) -> Sample {
             while chars.peek().is_some_and(|&(i, _)| i <= eq) {
                 chars.next();
             }
-            assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "unquoted label value: {line:?}");
+            assert_eq!(
+                chars.next().map(|(_, c)| c),
+                Some('"'),
+                "unquoted label value: {line:?}"
+            );
             let mut value = String::new();
             loop {
                 match chars.next().expect("unterminated label value").1 {
@@ -128,7 +132,9 @@ fn parse_sample(line: &str) -> Sample {
         rest
     };
     let mut words = rest.split_whitespace();
-    let value = words.next().unwrap_or_else(|| panic!("no value on line {line:?}"));
+    let value = words
+        .next()
+        .unwrap_or_else(|| panic!("no value on line {line:?}"));
     let value = match value {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
@@ -149,7 +155,10 @@ fn parses_the_exposition_format() {
         "# HELP a_total help text\n# TYPE a_total counter\na_total{reason=\"x\",store=\"m\\\"o\"} 3\nb 1.5\nh_bucket{le=\"+Inf\"} 2\n",
     );
     assert_eq!(scrape.kind("a_total"), Some("counter"));
-    assert_eq!(scrape.get("a_total", &[("reason", "x"), ("store", "m\"o")]), Some(3.0));
+    assert_eq!(
+        scrape.get("a_total", &[("reason", "x"), ("store", "m\"o")]),
+        Some(3.0)
+    );
     assert_eq!(scrape.get("a_total", &[("reason", "x")]), None);
     assert_eq!(scrape.value("b", &[]), 1.5);
     assert_eq!(scrape.value("h_bucket", &[("le", "+Inf")]), 2.0);
