@@ -69,7 +69,8 @@ pub const SESSIONS_ENDED: &str = "mcp_sessions_ended_total";
 /// `ambiguous_method`, `initialize_in_batch` (400), `not_found` (404),
 /// `too_large` (413), `timeout` (408, the body was too slow),
 /// `identity_cap` (429), `global_cap`, `store_unavailable`,
-/// `roles_unavailable` (503), `upstream` (502).
+/// `roles_unavailable` (503), `upstream`, `misconfigured` (502: the inner
+/// server mints ids in mint mode, or none in adopt mode).
 pub const SESSION_REJECTIONS: &str = "mcp_session_rejections_total";
 
 /// Histogram (seconds), no label: how long sessions lasted, from creation
