@@ -476,6 +476,13 @@ static RECORDER: std::sync::LazyLock<&'static Switched> = std::sync::LazyLock::n
         handle,
     }));
     metrics::set_global_recorder(SwitchedRef(switched)).expect("one recorder");
+    // What `install_recorder` does: drain the histograms' sample buckets
+    // every 5 s (without it they grow for the whole run).
+    let upkeep = switched.handle.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(5));
+        upkeep.run_upkeep();
+    });
     switched
 });
 

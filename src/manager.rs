@@ -49,7 +49,7 @@ struct Inner<S> {
     roles: RoleResolver,
     hooks: Arc<Hooks>,
     #[cfg(feature = "metrics")]
-    metrics: observe::metrics::Handles,
+    metrics: Arc<observe::metrics::Handles>,
 }
 
 /// Where the roles of a request come from.
@@ -136,7 +136,7 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
                 roles: cache.map_or(RoleResolver::FromIdentity, RoleResolver::Cached),
                 hooks,
                 #[cfg(feature = "metrics")]
-                metrics: observe::metrics::Handles::default(),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -319,9 +319,11 @@ impl<S: SessionStore> SessionManager<S> {
         id: &SessionId,
         caller: &Identity,
     ) -> Result<Session, SessionError> {
-        self.touch(id, caller, self.now())
-            .await?
-            .ok_or(SessionError::NotFound)
+        let touch = self.touch(id, caller, self.now());
+        let started = touch.started();
+        let touched = touch.await;
+        self.touch_done(started);
+        touched?.ok_or(SessionError::NotFound)
     }
 
     /// The store's touch future (what the layer polls on its hot path),
@@ -333,13 +335,27 @@ impl<S: SessionStore> SessionManager<S> {
         caller: &Identity,
         now: Timestamp,
     ) -> TimedTouch<S::TouchFuture> {
-        let store = self.inner.store.name();
         TimedTouch::new(
             self.inner.store.touch(id, caller.id(), now),
-            store,
-            #[cfg(feature = "metrics")]
-            self.inner.metrics.touch(store).clone(),
+            self.inner.store.name(),
         )
+    }
+
+    /// Records a finished [`SessionManager::touch`].
+    #[inline]
+    pub(crate) fn touch_done(&self, started: Started) {
+        observe::touch_done(
+            #[cfg(feature = "metrics")]
+            &self.inner.metrics,
+            self.inner.store.name(),
+            started,
+        );
+    }
+
+    /// The hot path's metric handles (for the layer's registry).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metric_handles(&self) -> Arc<observe::metrics::Handles> {
+        self.inner.metrics.clone()
     }
 
     /// Records a store call's latency (and its failure).

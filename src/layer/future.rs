@@ -87,6 +87,7 @@ where
         let mut cx = Context::from_waker(Waker::noop());
         let state = match Pin::new(&mut touch).poll(&mut cx) {
             Poll::Ready(result) => {
+                local.touched(touch.started());
                 after_touch(result, inner, request, roles, local.clone(), retry_after)
             }
             Poll::Pending => State::Touching {
@@ -161,10 +162,11 @@ where
                 pending,
                 retry_after,
             } => {
-                let result = ready!(Pin::new(touch).poll(cx));
+                let result = ready!(Pin::new(&mut *touch).poll(cx));
                 let (inner, request, roles, local) = pending
                     .take()
                     .expect("ResponseFuture polled after completion");
+                local.touched(touch.started());
                 let next = after_touch(result, inner, request, roles, local, *retry_after);
                 state.set(next);
             }

@@ -170,6 +170,8 @@ mod recording {
     /// The handles of the hot path, registered on first use by one manager
     /// (a name lookup in the recorder per request would cost more than the
     /// in-memory store's whole lookup).
+    /// Shared by a manager and its layers' registries (an `Arc` they hold
+    /// anyway: nothing is cloned per request).
     #[derive(Default)]
     pub(crate) struct Handles {
         touch: OnceLock<Histogram>,

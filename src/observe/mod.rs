@@ -193,31 +193,43 @@ pub(crate) fn policy_denied(method: &str) {
     let _ = method;
 }
 
-/// The store's `touch` future, timed (the hot path: no boxing; with
-/// neither feature it is the store's future and nothing else).
+/// The store's `touch` future with its start time (the hot path: no
+/// boxing, no handle cloned per request). Its failures are logged and
+/// counted here; its duration is recorded by whoever holds the handle (the
+/// layer's registry, the manager) through [`TimedTouch::started`].
 pub(crate) struct TimedTouch<F> {
     inner: F,
     store: &'static str,
     started: Started,
-    #[cfg(feature = "metrics")]
-    histogram: ::metrics::Histogram,
 }
 
 impl<F> TimedTouch<F> {
     #[inline]
-    pub(crate) fn new(
-        inner: F,
-        store: &'static str,
-        #[cfg(feature = "metrics")] histogram: ::metrics::Histogram,
-    ) -> Self {
+    pub(crate) fn new(inner: F, store: &'static str) -> Self {
         TimedTouch {
             inner,
             store,
             started: Started::now(),
-            #[cfg(feature = "metrics")]
-            histogram,
         }
     }
+
+    /// When the lookup started.
+    #[inline]
+    pub(crate) fn started(&self) -> Started {
+        self.started
+    }
+}
+
+/// Records a finished `touch` in the hot path's cached histogram.
+#[inline]
+pub(crate) fn touch_done(
+    #[cfg(feature = "metrics")] handles: &metrics::Handles,
+    store: &'static str,
+    started: Started,
+) {
+    #[cfg(feature = "metrics")]
+    handles.touch(store).record(started.elapsed());
+    let _ = (store, started);
 }
 
 impl<T, F: Future<Output = Result<T, StoreError>> + Unpin> Future for TimedTouch<F> {
@@ -227,15 +239,8 @@ impl<T, F: Future<Output = Result<T, StoreError>> + Unpin> Future for TimedTouch
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let result = ready!(Pin::new(&mut self.inner).poll(cx));
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        {
-            let took = self.started.elapsed();
-            #[cfg(feature = "metrics")]
-            self.histogram.record(took);
-            if result.is_err() {
-                // Rare: the general path records the error (and the
-                // duration again only without the cached handle).
-                store_error_only(self.store, &result, took);
-            }
+        if result.is_err() {
+            store_error_only(self.store, &result, self.started.elapsed());
         }
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         let _ = (self.store, self.started);
