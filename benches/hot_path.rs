@@ -181,10 +181,10 @@ impl Fixture {
         let first = SessionId::parse_bytes(ours[0].as_bytes()).unwrap();
         rt.block_on(async {
             for m in [&manager, &cached_roles] {
-                m.refresh_for(&first, &identities[0]).await.unwrap();
+                m.refresh(&first, &identities[0]).await.unwrap();
             }
             RECORDER.set(true);
-            metered.refresh_for(&first, &identities[0]).await.unwrap();
+            metered.refresh(&first, &identities[0]).await.unwrap();
             RECORDER.set(false);
         });
 
