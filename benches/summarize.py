@@ -92,6 +92,23 @@ def main():
                       f"{'met' if ratio <= 1.10 else 'MISSED'}  "
                       + " ".join(f"{x:.3f}" for x in ratios))
 
+    print("\nmetrics on the hot path (layer_metrics vs layer, whole request;"
+          " median of the per-round ratios; target <= 1.10x)")
+    for pattern in ("round_robin", "hot_key"):
+        for size in ("1k", "100k", "1M"):
+            ratios = []
+            for rnd in range(100):
+                layer = r.get(f"hot_path/{pattern}/layer/{size}-r{rnd}")
+                metered = r.get(f"hot_path/{pattern}/layer_metrics/{size}-r{rnd}")
+                if not (layer and metered):
+                    break
+                ratios.append(metered[0] / layer[0])
+            if ratios:
+                ratio = statistics.median(ratios)
+                print(f"  {pattern + '/' + size:<20} {ratio:.3f}x "
+                      f"{'met' if ratio <= 1.10 else 'MISSED'}  "
+                      + " ".join(f"{x:.3f}" for x in ratios))
+
     create = r.get("creation/manager_create/fresh")
     if create:
         print(f"\ncreation: SessionManager::create {1e9 / create[0]:,.0f} sessions/s "

@@ -66,6 +66,7 @@ mod id;
 mod identity;
 mod log;
 mod manager;
+pub mod observe;
 mod resolve;
 mod session;
 mod time;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::events::{EndReason, Hooks, OnSessionEnd, SessionEnded};
 use crate::log::log_warn;
+use crate::observe::{self, Started, TimedTouch};
 use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
 use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 use crate::{
@@ -47,6 +48,8 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     roles: RoleResolver,
     hooks: Arc<Hooks>,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<observe::metrics::Handles>,
 }
 
 /// Where the roles of a request come from.
@@ -147,6 +150,8 @@ impl<S: SessionStore> SessionManagerBuilder<S> {
                 clock: self.clock,
                 roles: cache.map_or(RoleResolver::FromIdentity, RoleResolver::Cached),
                 hooks,
+                #[cfg(feature = "metrics")]
+                metrics: Arc::default(),
             }),
         })
     }
@@ -286,9 +291,13 @@ impl<S: SessionStore> SessionManager<S> {
             config.timeout,
             config.max_lifetime,
         );
-        let outcome = self.inner.store.create(&session, &config.limits).await?;
+        let started = Started::now();
+        let outcome = self.inner.store.create(&session, &config.limits).await;
+        self.store_done("create", started, &outcome);
+        let outcome = outcome?;
+        observe::session_created(self.inner.store.name(), session.id().digest());
         for evicted in &outcome.evicted {
-            self.ended(evicted, EndReason::Evicted);
+            self.ended(evicted, EndReason::Evicted, None);
         }
         Ok((session, outcome))
     }
@@ -297,11 +306,10 @@ impl<S: SessionStore> SessionManager<S> {
     /// administration only. A request path uses [`SessionManager::get`],
     /// which checks the caller.
     pub async fn get_any_owner(&self, id: &SessionId) -> Result<Session, SessionError> {
-        self.inner
-            .store
-            .get(id, self.now())
-            .await?
-            .ok_or(SessionError::NotFound)
+        let started = Started::now();
+        let found = self.inner.store.get(id, self.now()).await;
+        self.store_done("get", started, &found);
+        found?.ok_or(SessionError::NotFound)
     }
 
     /// The live session with this id if it belongs to `caller`; otherwise
@@ -331,26 +339,64 @@ impl<S: SessionStore> SessionManager<S> {
         id: &SessionId,
         caller: &Identity,
     ) -> Result<Session, SessionError> {
-        self.touch(id, caller, self.now())
-            .await?
-            .ok_or(SessionError::NotFound)
+        let touch = self.touch(id, caller, self.now());
+        let started = touch.started();
+        let touched = touch.await;
+        self.touch_done(started);
+        touched?.ok_or(SessionError::NotFound)
     }
 
-    /// The store's touch future (what the layer polls on its hot path).
+    /// The store's touch future (what the layer polls on its hot path),
+    /// timed.
+    #[inline]
     pub(crate) fn touch(
         &self,
         id: &SessionId,
         caller: &Identity,
         now: Timestamp,
-    ) -> S::TouchFuture {
-        self.inner.store.touch(id, caller.id(), now)
+    ) -> TimedTouch<S::TouchFuture> {
+        TimedTouch::new(
+            self.inner.store.touch(id, caller.id(), now),
+            self.inner.store.name(),
+        )
+    }
+
+    /// Records a finished [`SessionManager::touch`].
+    #[inline]
+    pub(crate) fn touch_done(&self, started: Started) {
+        observe::touch_done(
+            #[cfg(feature = "metrics")]
+            &self.inner.metrics,
+            self.inner.store.name(),
+            started,
+        );
+    }
+
+    /// The hot path's metric handles (for the layer's registry).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metric_handles(&self) -> Arc<observe::metrics::Handles> {
+        self.inner.metrics.clone()
+    }
+
+    /// Records a store call's latency (and its failure).
+    #[inline]
+    fn store_done<T>(
+        &self,
+        operation: &'static str,
+        started: Started,
+        result: &Result<T, StoreError>,
+    ) {
+        observe::store_done(self.inner.store.name(), operation, started, result);
     }
 
     /// Writes a session's state back (for example after changing its
     /// roles). Fails with [`SessionError::NotFound`] if it was deleted or
     /// expired meanwhile: an update never brings a session back.
     pub async fn update(&self, session: &Session) -> Result<(), SessionError> {
-        if self.inner.store.update(session, self.now()).await? {
+        let started = Started::now();
+        let updated = self.inner.store.update(session, self.now()).await;
+        self.store_done("update", started, &updated);
+        if updated? {
             Ok(())
         } else {
             Err(SessionError::NotFound)
@@ -371,8 +417,14 @@ impl<S: SessionStore> SessionManager<S> {
     /// Terminates the session if it belongs to `caller`; otherwise
     /// [`SessionError::NotFound`] and the session is untouched.
     pub async fn delete(&self, id: &SessionId, caller: &Identity) -> Result<(), SessionError> {
-        self.get(id, caller).await?;
-        self.delete_any_owner(id).await
+        let session = self.get(id, caller).await?;
+        match self
+            .end_timed(id, EndReason::Deleted, Some(session.created_at()))
+            .await?
+        {
+            true => Ok(()),
+            false => Err(SessionError::NotFound),
+        }
     }
 
     /// Terminates every session of the identity, on every replica sharing
@@ -381,9 +433,12 @@ impl<S: SessionStore> SessionManager<S> {
     /// Sessions created after the call are not affected: to lock a caller
     /// out for good, stop authenticating it (or take its roles away) first.
     pub async fn revoke_sessions(&self, identity_id: &str) -> Result<usize, SessionError> {
-        let ended = self.inner.store.delete_all_of(identity_id).await?;
+        let started = Started::now();
+        let ended = self.inner.store.delete_all_of(identity_id).await;
+        self.store_done("delete_all_of", started, &ended);
+        let ended = ended?;
         for id in &ended {
-            self.ended(id, EndReason::Revoked);
+            self.ended(id, EndReason::Revoked, None);
         }
         self.invalidate_roles(identity_id).await?;
         Ok(ended.len())
@@ -397,9 +452,23 @@ impl<S: SessionStore> SessionManager<S> {
         id: &SessionId,
         reason: EndReason,
     ) -> Result<bool, SessionError> {
-        let removed = self.inner.store.delete(id).await?;
+        self.end_timed(id, reason, None).await
+    }
+
+    /// [`SessionManager::end`], knowing when the session was created (its
+    /// duration is then recorded).
+    pub(crate) async fn end_timed(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+        created_at: Option<Timestamp>,
+    ) -> Result<bool, SessionError> {
+        let started = Started::now();
+        let removed = self.inner.store.delete(id).await;
+        self.store_done("delete", started, &removed);
+        let removed = removed?;
         if removed {
-            self.ended(id, reason);
+            self.ended(id, reason, created_at);
         }
         Ok(removed)
     }
@@ -432,12 +501,15 @@ impl<S: SessionStore> SessionManager<S> {
     /// example one an inner server created that was then refused. Its hooks
     /// are told, and so are the other replicas'.
     pub fn report_end(&self, id: &SessionId, reason: EndReason) {
-        self.ended(id, reason);
+        self.ended(id, reason, None);
     }
 
     /// Tells the hooks here, and the other replicas (in the background: an
-    /// end never waits on them).
-    fn ended(&self, id: &SessionId, reason: EndReason) {
+    /// end never waits on them). Counted here only: the other replicas do
+    /// not count what they hear.
+    fn ended(&self, id: &SessionId, reason: EndReason, created_at: Option<Timestamp>) {
+        let lasted = created_at.map(|at| self.now().saturating_since(at));
+        observe::session_ended(self.inner.store.name(), id.digest(), reason, lasted);
         self.inner.hooks.tell(&SessionEnded::local(id, reason));
         let notice = ReplicaNotice::SessionEnded {
             digest: id.digest(),
@@ -446,7 +518,10 @@ impl<S: SessionStore> SessionManager<S> {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let manager = self.clone();
             runtime.spawn(async move {
-                if let Err(error) = manager.inner.store.publish(&notice).await {
+                let started = Started::now();
+                let published = manager.inner.store.publish(&notice).await;
+                manager.store_done("publish", started, &published);
+                if let Err(error) = published {
                     log_warn!(error; "could not tell the other replicas of a session end");
                 }
             });
@@ -487,10 +562,14 @@ impl<S: SessionStore> SessionManager<S> {
         if let RoleResolver::Cached(cache) = &self.inner.roles {
             cache.invalidate(identity_id);
         }
-        self.inner
+        let started = Started::now();
+        let published = self
+            .inner
             .store
             .publish(&ReplicaNotice::RolesChanged(Arc::from(identity_id)))
-            .await
+            .await;
+        self.store_done("publish", started, &published);
+        published
     }
 
     /// Number of identities whose roles are cached here (0 with the default

@@ -776,6 +776,23 @@ mod logs {
         }
         // The lines do identify the session, by a short prefix.
         assert!(text.contains(&id[..8]), "{text}");
+        // The request spans and the lifecycle events (issue 15) name it by
+        // its digest only; store failures carry their latency.
+        let digest = format!(
+            "{:016x}",
+            mcp_session::SessionId::parse(&id).unwrap().digest()
+        );
+        let named = |what: &str| {
+            text.lines()
+                .any(|l| l.contains(what) && l.contains(&digest))
+        };
+        assert!(named("session created"), "{text}");
+        assert!(named("mcp.session.request"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("session store call failed") && l.contains("latency_ms")),
+            "{text}"
+        );
     }
 
     /// With Redis: an undecodable stored value and a dead server are logged

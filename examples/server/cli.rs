@@ -70,6 +70,11 @@ pub struct Options {
         value_parser = identity_limit
     )]
     pub identity_limit: IdentityLimitPolicy,
+
+    /// Serve `GET /metrics` (Prometheus text) alone on this address, e.g.
+    /// 127.0.0.1:9090; default: on `--addr`, beside `/mcp`.
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -84,6 +89,7 @@ impl Default for Options {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_sessions_per_identity: DEFAULT_MAX_SESSIONS_PER_IDENTITY,
             identity_limit: IdentityLimitPolicy::default(),
+            metrics_addr: None,
         }
     }
 }

@@ -28,7 +28,10 @@
 //!   replica serves any session: no sticky routing needed.
 //!
 //! `GET /stats` (counts only, no auth) reports how many sessions rmcp holds
-//! in this process and how many the in-memory store holds.
+//! in this process and how many the in-memory store holds. `GET /metrics`
+//! (no auth) is the library's metrics in the Prometheus text format
+//! (`--metrics-addr` serves it on a port of its own); logs go to stderr,
+//! filtered by `RUST_LOG` (default `warn`). See observe.rs.
 //!
 //! Either way, sessionless 2026-07-28 clients (`server/discover`, no
 //! `Mcp-Session-Id`) are served too, with the caller's identity and roles.
@@ -58,6 +61,7 @@
 mod auth;
 mod cli;
 mod directory;
+mod observe;
 mod tools;
 
 use std::future::Future;
@@ -86,6 +90,7 @@ pub use tools::DemoServer;
 fn main() -> ExitCode {
     // Usage errors exit 2 with clap's message; `--help` and `--version` exit 0.
     let options = Options::parse();
+    observe::init_logs();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -181,13 +186,22 @@ pub async fn serve_with_store(
 ) -> std::io::Result<()> {
     let stop_mcp = CancellationToken::new();
     let directory = Arc::new(directory);
+    observe::prometheus(); // installed before the first request
     let manager = session_manager(store, options, &directory);
+    let metrics = observe::metrics_router(manager.clone());
     let admin: Arc<dyn Admin> = Arc::new(AdminOps {
         manager: manager.clone(),
         directory,
     });
     let layer = SessionLayer::new(manager).id_mode(options.mode);
-    let app = app(layer, admin, options, stop_mcp.clone());
+    let mut app = app(layer, admin, options, stop_mcp.clone());
+    match options.metrics_addr {
+        Some(addr) => {
+            let bound = observe::serve_metrics_on(addr, metrics).await?;
+            println!("metrics on http://{bound}/metrics");
+        }
+        None => app = app.merge(metrics), // outside the auth and session layers
+    }
     // TCP_NODELAY: without it, rmcp's SSE replies on a reused keep-alive
     // connection wait ~40 ms each for delayed ACKs (Nagle).
     // Printed once the store is connected: from here on requests are served.

@@ -15,6 +15,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::local::LocalSessions;
 use super::rejection::Rejection;
 use crate::log::log_warn;
+use crate::observe::{RequestSpan, TimedTouch};
 use crate::{Roles, Session, SessionStore, StoreError};
 
 pub(crate) type BoxedResponse<ResB, E> =
@@ -29,6 +30,8 @@ pin_project! {
     {
         #[pin]
         state: State<T, S, ReqB, ResB>,
+        // Zero-sized without the `tracing` feature.
+        span: RequestSpan,
     }
 }
 
@@ -41,7 +44,7 @@ pin_project! {
     {
         // Waiting for a store that did not answer at once.
         Touching {
-            touch: S::TouchFuture,
+            touch: TimedTouch<S::TouchFuture>,
             pending: Option<(T, Request<ReqB>, Roles, Arc<LocalSessions>)>,
             retry_after: Duration,
         },
@@ -69,7 +72,7 @@ where
     /// The hot path: the session lookup, then the inner call.
     #[inline]
     pub(crate) fn touching(
-        mut touch: S::TouchFuture,
+        mut touch: TimedTouch<S::TouchFuture>,
         inner: T,
         request: Request<ReqB>,
         roles: Roles,
@@ -84,6 +87,7 @@ where
         let mut cx = Context::from_waker(Waker::noop());
         let state = match Pin::new(&mut touch).poll(&mut cx) {
             Poll::Ready(result) => {
+                local.touched(touch.started());
                 after_touch(result, inner, request, roles, local.clone(), retry_after)
             }
             Poll::Pending => State::Touching {
@@ -108,7 +112,17 @@ where
 
     #[inline]
     fn from_state(state: State<T, S, ReqB, ResB>) -> Self {
-        ResponseFuture { state }
+        ResponseFuture {
+            state,
+            span: RequestSpan::default(),
+        }
+    }
+
+    /// Polls inside `span`, which gets the answer's status.
+    #[inline]
+    pub(crate) fn in_span(mut self, span: RequestSpan) -> Self {
+        self.span = span;
+        self
     }
 }
 
@@ -119,41 +133,61 @@ where
 {
     type Output = Result<Response<ResponseBody<ResB>>, T::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let mut state = self.as_mut().project().state;
-            match state.as_mut().project() {
-                StateProj::Touching {
-                    touch,
-                    pending,
-                    retry_after,
-                } => {
-                    let result = ready!(Pin::new(touch).poll(cx));
-                    let (inner, request, roles, local) = pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    let next = after_touch(result, inner, request, roles, local, *retry_after);
-                    state.set(next);
-                }
-                StateProj::Calling { call, govern } => {
-                    let response = ready!(call.poll(cx))?;
-                    let guard = match govern.take() {
-                        Some(govern) if is_event_stream(&response) => {
-                            govern.local.stream(&govern.session)
-                        }
-                        _ => None,
-                    };
-                    return Poll::Ready(Ok(match guard {
-                        Some(guard) => response.map(|body| ResponseBody::stream(body, guard)),
-                        None => response.map(ResponseBody::inner),
-                    }));
-                }
-                StateProj::Boxed { fut } => return fut.as_mut().poll(cx),
-                StateProj::Ready { response } => {
-                    return Poll::Ready(Ok(response
-                        .take()
-                        .expect("ResponseFuture polled after completion")))
-                }
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let span = this.span;
+        let poll = span.in_scope(|| poll_state(this.state, cx));
+        if let Poll::Ready(Ok(response)) = &poll {
+            span.status(response.status());
+        }
+        poll
+    }
+}
+
+#[inline]
+#[allow(clippy::type_complexity)]
+fn poll_state<T, S, ReqB, ResB>(
+    mut state: Pin<&mut State<T, S, ReqB, ResB>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResponseBody<ResB>>, T::Error>>
+where
+    T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: SessionStore,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Touching {
+                touch,
+                pending,
+                retry_after,
+            } => {
+                let result = ready!(Pin::new(&mut *touch).poll(cx));
+                let (inner, request, roles, local) = pending
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                local.touched(touch.started());
+                let next = after_touch(result, inner, request, roles, local, *retry_after);
+                state.set(next);
+            }
+            StateProj::Calling { call, govern } => {
+                let response = ready!(call.poll(cx))?;
+                let guard = match govern.take() {
+                    Some(govern) if is_event_stream(&response) => {
+                        govern.local.stream(&govern.session)
+                    }
+                    _ => None,
+                };
+                return Poll::Ready(Ok(match guard {
+                    Some(guard) => response.map(|body| ResponseBody::stream(body, guard)),
+                    None => response.map(ResponseBody::inner),
+                }));
+            }
+            StateProj::Boxed { fut } => return fut.as_mut().poll(cx),
+            StateProj::Ready { response } => {
+                return Poll::Ready(Ok(response
+                    .take()
+                    .expect("ResponseFuture polled after completion")))
             }
         }
     }

@@ -61,6 +61,11 @@ pub(crate) struct LocalSessions {
     now: Box<dyn Fn() -> Timestamp + Send + Sync>,
     idle: Duration,
     sweeper: OnceLock<()>,
+    /// The manager's store name and metric handles, for the hot path's
+    /// lookup timing (this registry is in every request's future anyway).
+    store: &'static str,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::observe::metrics::Handles>,
 }
 
 /// One session held here.
@@ -132,6 +137,9 @@ impl LocalSessions {
             now: Box::new(move || clock.now()),
             idle: manager.config().timeout,
             sweeper: OnceLock::new(),
+            store: manager.store().name(),
+            #[cfg(feature = "metrics")]
+            metrics: manager.metric_handles(),
         });
         let hooked = Arc::downgrade(&local);
         manager.on_session_end(move |ended: &SessionEnded| {
@@ -234,6 +242,17 @@ impl LocalSessions {
         if let Some(held) = self.held.remove(&id.digest()) {
             held.end_streams();
         }
+    }
+
+    /// A session lookup of the hot path finished.
+    #[inline]
+    pub(crate) fn touched(&self, started: crate::observe::Started) {
+        crate::observe::touch_done(
+            #[cfg(feature = "metrics")]
+            &self.metrics,
+            self.store,
+            started,
+        );
     }
 
     /// Whether the inner server keeps sessions of its own (adopt mode).

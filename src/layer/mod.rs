@@ -147,6 +147,7 @@ use self::local::LocalSessions;
 use self::rejection::Rejection;
 use crate::identity::GrantedRoles;
 use crate::log::log_warn;
+use crate::observe::RequestSpan;
 use crate::{
     Identity, IdentityFromExtensions, MokaStore, ResolveIdentity, Roles, SessionManager,
     SessionStore,
@@ -402,7 +403,9 @@ where
             self.layer.local.close_with(&clone, &request);
         }
         let inner = std::mem::replace(&mut self.inner, clone);
-        self.layer.route(inner, request, None)
+        let span = RequestSpan::new(&request);
+        let future = span.in_scope(|| self.layer.route(inner, request, None, &span));
+        future.in_span(span)
     }
 }
 
@@ -415,6 +418,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         inner: T,
         mut request: Request<ReqB>,
         roles: Option<Roles>,
+        span: &RequestSpan,
     ) -> ResponseFuture<T, S, ReqB, ResB>
     where
         T: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
@@ -445,9 +449,10 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         let Some(roles) = roles.or_else(|| self.manager.roles_now(&identity, now)) else {
             let caller = identity.into_owned();
             let layer = self.clone();
+            let span = span.clone();
             return ResponseFuture::boxed(async move {
                 match layer.manager.roles(&caller).await {
-                    Ok(roles) => layer.route(inner, request, Some(roles)).await,
+                    Ok(roles) => layer.route(inner, request, Some(roles), &span).await,
                     Err(error) => {
                         log_warn!(error; "no roles for {}; answering 503", caller.id());
                         Ok(Rejection::RolesUnavailable.into_response(retry_after))
@@ -457,6 +462,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
         };
         match verdict {
             HeaderVerdict::Session(id) if request.method() == http::Method::DELETE => {
+                span.session(&id);
                 let identity = identity.into_owned();
                 request.extensions_mut().insert(GrantedRoles(roles));
                 ResponseFuture::boxed(unsessioned::terminate(
@@ -470,6 +476,7 @@ impl<S: SessionStore, R: ResolveIdentity> SessionLayer<S, R> {
                 ))
             }
             HeaderVerdict::Session(id) => {
+                span.session(&id);
                 // The hot path: no clone of the caller when the auth layer
                 // left it in the extensions.
                 let touch = self.manager.touch(&id, &identity, now);

@@ -75,6 +75,32 @@ impl Rejection {
         }
     }
 
+    /// The `reason` label of
+    /// [`SESSION_REJECTIONS`](crate::observe::metrics::SESSION_REJECTIONS)
+    /// (and the span's `outcome`): one short word per kind of refusal.
+    pub(crate) fn reason(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            Unauthenticated(_) => "unauthenticated",
+            MissingSessionId => "missing_id",
+            RepeatedSessionId => "repeated_id",
+            MalformedSessionId(_) => "malformed_id",
+            SessionNotFound => "not_found",
+            StoreUnavailable => "store_unavailable",
+            TooManySessions(CapacityScope::Global) => "global_cap",
+            TooManySessions(CapacityScope::Identity) => "identity_cap",
+            BodyTooLarge(_) => "too_large",
+            BodyTimeout => "timeout",
+            BodyUnreadable => "unreadable_body",
+            InvalidJson => "invalid_json",
+            AmbiguousMethod => "ambiguous_method",
+            InitializeInBatch => "initialize_in_batch",
+            UnusableUpstreamSessionId | UpstreamFailed => "upstream",
+            UpstreamMintsSessions | UpstreamIsStateless => "misconfigured",
+            RolesUnavailable => "roles_unavailable",
+        }
+    }
+
     fn status_code_message(&self) -> (StatusCode, i64, String) {
         use Rejection::*;
         match self {
@@ -184,7 +210,10 @@ impl Rejection {
         }
     }
 
+    /// The answer to send; counts the refusal (every refusal of the layer
+    /// goes through here).
     pub(crate) fn into_response<B>(self, retry_after: Duration) -> Response<ResponseBody<B>> {
+        crate::observe::rejected(self.reason());
         let (status, code, message) = self.status_code_message();
         let challenge = match self {
             Rejection::Unauthenticated(challenge) => challenge,

@@ -19,6 +19,7 @@ use super::rejection::Rejection;
 use super::{insert_caller, IdMode, Settings};
 use crate::events::EndReason;
 use crate::log::{log_error, log_warn};
+use crate::observe::RequestSpan;
 use crate::{Identity, SessionError, SessionId, SessionManager, SessionStore, StoreError};
 
 type Answer<ResB, E> = Result<Response<ResponseBody<ResB>>, E>;
@@ -62,6 +63,9 @@ where
     };
     // The inner service gets the very bytes the layer read.
     let mut request = Request::from_parts(parts, RequestBody::buffered(bytes));
+    if verdict == BodyVerdict::Initialize {
+        RequestSpan::current().method("initialize");
+    }
     match (verdict, era) {
         (BodyVerdict::NeedsSession | BodyVerdict::BatchWithInitialize, Era::Handshake) => {
             reject(Rejection::MissingSessionId)
@@ -69,7 +73,12 @@ where
         (BodyVerdict::BatchWithInitialize, Era::Sessionless) => {
             reject(Rejection::InitializeInBatch)
         }
-        (BodyVerdict::NeedsSession | BodyVerdict::Discover, _) => {
+        (BodyVerdict::NeedsSession, _) => {
+            insert_caller(&mut request, identity);
+            call(inner, request).await
+        }
+        (BodyVerdict::Discover, _) => {
+            RequestSpan::current().method("server/discover");
             insert_caller(&mut request, identity);
             call(inner, request).await
         }
@@ -159,7 +168,7 @@ where
             .0;
     };
     let (answer, answered) = tokio::sync::oneshot::channel();
-    runtime.spawn(async move {
+    runtime.spawn(RequestSpan::current().instrument(async move {
         let (result, adopted) =
             adopt(inner, &manager, &local, retry_after, &identity, request).await;
         if answer.send(result).is_err() {
@@ -171,7 +180,7 @@ where
                 }
             }
         }
-    });
+    }));
     match answered.await {
         Ok(result) => result,
         // The task panicked (in the inner service): no answer to pass on.
@@ -262,11 +271,17 @@ where
     S: SessionStore,
 {
     let deleted = async {
-        manager.get(&id, &identity).await?;
+        let session = manager.get(&id, &identity).await?;
         // The caller's own: this DELETE goes on to the inner server below,
         // so the end hook has nothing left to close here.
         local.release(&id);
-        manager.delete_any_owner(&id).await
+        match manager
+            .end_timed(&id, EndReason::Deleted, Some(session.created_at()))
+            .await?
+        {
+            true => Ok(()),
+            false => Err(SessionError::NotFound),
+        }
     };
     match deleted.await {
         Ok(()) => {

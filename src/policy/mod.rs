@@ -641,6 +641,7 @@ fn check(
                 }
             }
             if !policy.allows(method, m.name.as_deref(), roles) {
+                crate::observe::policy_denied(method);
                 let denial = policy.denial(method, m.name.as_deref(), roles);
                 return Err(Rejection::Denied(id, denial.message().to_string()));
             }
@@ -665,6 +666,7 @@ fn check(
                 (!policy.allows(method, m.name.as_deref(), roles)).then_some(i)
             });
             if let Some(at) = denied {
+                crate::observe::policy_denied("batch");
                 let answers = messages
                     .iter()
                     .filter_map(|m| {

@@ -4,6 +4,7 @@
 //! a timestamp comparison; lookups (cold, stale, invalidated) are async and
 //! coalesced per identity through the slot's `OnceCell`.
 
+use crate::observe::{self, Started};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -111,14 +112,24 @@ impl RoleCache {
         let outcome = slot
             .outcome
             .get_or_init(|| async {
-                match tokio::time::timeout(self.timeout, self.source.roles_boxed(caller)).await {
-                    Ok(Ok(roles)) => Ok(Fetched {
-                        roles,
-                        read_at: now,
-                    }),
-                    Ok(Err(error)) => Err(RolesUnavailable::Failed(Arc::new(error))),
-                    Err(_) => Err(RolesUnavailable::TimedOut(self.timeout)),
-                }
+                let started = Started::now();
+                let (outcome, label) =
+                    match tokio::time::timeout(self.timeout, self.source.roles_boxed(caller)).await
+                    {
+                        Ok(Ok(roles)) => (
+                            Ok(Fetched {
+                                roles,
+                                read_at: now,
+                            }),
+                            "ok",
+                        ),
+                        Ok(Err(error)) => {
+                            (Err(RolesUnavailable::Failed(Arc::new(error))), "failed")
+                        }
+                        Err(_) => (Err(RolesUnavailable::TimedOut(self.timeout)), "timeout"),
+                    };
+                observe::role_lookup(label, started);
+                outcome
             })
             .await;
         if !self.trusted.load(Ordering::Acquire) {

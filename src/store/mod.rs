@@ -138,6 +138,14 @@ pub trait SessionStore: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// A short name for metric labels and logs: `moka`, `redis`; `custom`
+    /// unless a store says otherwise. Keep it to a few fixed lowercase
+    /// words (it becomes a label value: see
+    /// [`observe::metrics`](crate::observe::metrics)).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Registers a listener for notices published by any replica. Returns
     /// `true` if notices from other processes will reach it; the listener
     /// then hears [`ReplicaNotice::Connected`] once the channel is up (at

@@ -119,6 +119,30 @@ impl Record {
         Duration::from_millis(self.idle_ms).min(self.deadline.saturating_since(last))
     }
 
+    /// Reports an entry that leaves because its session expired (the
+    /// listener hears each removal once, whoever removed it): moka's timer
+    /// (`Expired`), or a read, a sweep or a create that found it expired
+    /// (`Explicit`, on an expired record). An explicit removal of a live
+    /// session is a delete, eviction or revocation, which the manager
+    /// reports itself. Judged on the system clock (metrics and logs only).
+    fn report_if_expired(&self, id: &SessionId, cause: RemovalCause) {
+        let expires = self.expires_at();
+        if cause != RemovalCause::Expired && crate::Clock::now(&crate::SystemClock) < expires {
+            return;
+        }
+        let reason = if expires >= self.deadline {
+            crate::EndReason::Deadline
+        } else {
+            crate::EndReason::Expired
+        };
+        crate::observe::session_ended(
+            "moka",
+            id.digest(),
+            reason,
+            Some(expires.saturating_since(self.created_at)),
+        );
+    }
+
     /// How much longer than needed a read may schedule the entry to stay:
     /// an eighth of the idle timeout.
     fn slack(&self) -> Duration {
@@ -194,6 +218,7 @@ impl MokaStore {
                 if cause == RemovalCause::Replaced {
                     return;
                 }
+                record.report_if_expired(&id, cause);
                 listener_live.fetch_sub(1, Ordering::AcqRel);
                 lock(&listener_removed).push((record.identity.clone(), (*id).clone()));
             })
@@ -451,6 +476,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SessionStore for MokaStore {
+    fn name(&self) -> &'static str {
+        "moka"
+    }
+
     type TouchFuture = Ready<Result<Option<Session>, StoreError>>;
 
     fn create(

@@ -1059,6 +1059,10 @@ impl Mode {
 }
 
 impl SessionStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     type TouchFuture = Pin<Box<dyn Future<Output = Result<Option<Session>, StoreError>> + Send>>;
 
     async fn create(
