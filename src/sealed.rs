@@ -44,7 +44,7 @@
 //! - **Short-lived.** The expiry (default 5 minutes, [`Sealer::ttl`]) is
 //!   inside the tag: [`OpenError::Expired`] after it.
 //! - **Single use.** Each state has a 128-bit random nonce. Opening claims it
-//!   in the store ([`HandleStore::claim_once`](crate::handles::HandleStore::claim_once):
+//!   in the store ([`HandleStore::claim_once`]:
 //!   Redis `SET NX PX`, or an in-memory cache with per-entry expiry) until
 //!   the expiry; a second open gets [`OpenError::Replayed`]. The claim is
 //!   made only after the tag checked out, so forged states cost the store

@@ -345,7 +345,7 @@ async fn list_shows_only_the_callers_live_handles<S: HandleStore + Clone>(store:
         .into_iter()
         .map(|i| i.handle)
         .collect();
-    assert_eq!(mine, [a2.clone()]);
+    assert_eq!(mine, [a2]);
     clock.advance(IDLE);
     assert!(notes.list(&alice()).await.unwrap().is_empty());
 }

@@ -33,6 +33,9 @@ pub struct MemoryHandles {
     inner: Arc<Inner>,
 }
 
+/// Records that left the cache: their list's key and their handle.
+type Removals = Arc<Mutex<Vec<(Box<str>, [u8; HANDLE_BYTES])>>>;
+
 struct Inner {
     records: Cache<[u8; HANDLE_BYTES], Arc<Record>>,
     /// Handles per (kind, owner), for caps and lists; entries leave when
@@ -42,7 +45,7 @@ struct Inner {
     /// Removals reported by the eviction listener, applied when `index` is
     /// next locked (the listener must never take `index`: it may run inside
     /// any cache call).
-    removed: Arc<Mutex<Vec<(Box<str>, [u8; HANDLE_BYTES])>>>,
+    removed: Removals,
     nonces: Cache<[u8; 16], Duration>,
     max_nonces: u64,
 }
@@ -171,7 +174,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MemoryHandles {
     /// Empty, keeping at most `max_nonces` single-use records.
     pub fn new(max_nonces: u64) -> Self {
-        let removed: Arc<Mutex<Vec<(Box<str>, [u8; HANDLE_BYTES])>>> = Arc::default();
+        let removed: Removals = Arc::default();
         let listener_removed = removed.clone();
         let records = Cache::builder()
             .expire_after(RecordExpiry)
