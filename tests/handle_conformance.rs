@@ -186,7 +186,8 @@ async fn caps_are_apart_from_session_caps<S: HandleStore + SessionStore + Clone>
     let clock = ManualClock::starting_now();
     let session_config = Config::default()
         .max_sessions(3)
-        .max_sessions_per_identity(2, IdentityLimitPolicy::Reject);
+        .max_sessions_per_identity(2)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let manager = SessionManager::with_clock(store.clone(), session_config, clock.clone());
     let notes = notes(&store, &clock, config().max_per_identity(2).max_handles(3));
 
@@ -209,10 +210,10 @@ async fn caps_are_apart_from_session_caps<S: HandleStore + SessionStore + Clone>
     );
     // ...and handles at their caps take no session slot, evict no session.
     for session in [&s1, &s2, &s3] {
-        assert!(manager.get(session.id()).await.is_ok());
+        assert!(manager.get_any_owner(session.id()).await.is_ok());
     }
     assert!(manager.create(&alice()).await.is_err()); // the session cap itself
-    manager.delete(s3.id()).await.unwrap();
+    manager.delete(s3.id(), &bob()).await.unwrap();
     manager.create(&bob()).await.unwrap(); // a freed session slot is a session slot
 
     // Deleting a handle frees a handle slot; so does expiry.
@@ -223,7 +224,7 @@ async fn caps_are_apart_from_session_caps<S: HandleStore + SessionStore + Clone>
     notes.create(&bob(), &vec![]).await.unwrap();
     notes.create(&alice(), &vec![]).await.unwrap();
     // The sessions lived through all of it (their idle timeout is longer).
-    assert!(manager.get(s1.id()).await.is_ok());
+    assert!(manager.get(s1.id(), &alice()).await.is_ok());
 }
 
 async fn concurrent_updates_are_never_lost<S: HandleStore + Clone>(store: S) {
@@ -395,11 +396,7 @@ async fn handles_and_session_ids_never_cross<S: HandleStore + SessionStore + Clo
     let as_adopted = SessionId::parse_adopted(&handle.reveal()).unwrap();
     assert!(SessionId::parse(&handle.reveal()).is_err());
     for id in [as_hex, as_adopted] {
-        assert!(manager
-            .get_for(&id, &alice())
-            .await
-            .unwrap_err()
-            .is_not_found());
+        assert!(manager.get(&id, &alice()).await.unwrap_err().is_not_found());
         assert!(store
             .touch(&id, "alice", clock.now())
             .await
@@ -407,7 +404,7 @@ async fn handles_and_session_ids_never_cross<S: HandleStore + SessionStore + Clo
             .is_none());
     }
     // Both still work as what they are.
-    assert!(manager.get_for(session.id(), &alice()).await.is_ok());
+    assert!(manager.get(session.id(), &alice()).await.is_ok());
     assert!(notes.get(&alice(), &handle.reveal()).await.is_ok());
 }
 

@@ -15,30 +15,23 @@
 //! (in memory, or the Redis of `--redis-url`), in a namespace of their own,
 //! and expire after `--timeout-secs` without use (24 h at most).
 
-use std::any::Any;
 use std::time::Duration;
 
-use mcp_session::handles::{
-    HandleConfig, HandleError, HandleInfo, HandleKey, HandleLimits, HandleStore, Handles, Lookup,
-    NewHandle, Replaced,
-};
+use mcp_session::handles::{HandleConfig, HandleError, Handles};
 use mcp_session::rmcp::OwnHandles;
-use mcp_session::{MokaStore, RedisStore, SessionStore, StoreError, Timestamp};
+use mcp_session::AnyStore;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 
 use super::tools::DemoServer;
 
 /// The caller's notes, in a `#[tool]`.
-pub type Notes = OwnHandles<Vec<String>, NotesStore>;
+pub type Notes = OwnHandles<Vec<String>, AnyStore>;
 
 /// The notes of every caller, over the session store.
-pub fn notes<S: SessionStore>(
-    sessions: &S,
-    idle_timeout: Duration,
-) -> Handles<Vec<String>, NotesStore> {
+pub fn notes(sessions: &AnyStore, idle_timeout: Duration) -> Handles<Vec<String>, AnyStore> {
     let config = HandleConfig::default().idle_timeout(idle_timeout);
-    Handles::new(NotesStore::of(sessions), "notes", config).create_tool("notes_create")
+    Handles::new(sessions.clone(), "notes", config).create_tool("notes_create")
 }
 
 /// Arguments naming a notes buffer.
@@ -104,94 +97,5 @@ impl DemoServer {
     ) -> Result<String, HandleError> {
         notes.delete(&args.handle).await?;
         Ok(serde_json::json!({ "deleted": true }).to_string())
-    }
-}
-
-/// The session store the server runs on, as a handle store: the example
-/// serves either, so its tools name one type for both.
-#[derive(Clone)]
-pub enum NotesStore {
-    Memory(MokaStore),
-    Redis(RedisStore),
-}
-
-impl NotesStore {
-    fn of<S: SessionStore>(store: &S) -> Self {
-        let store = store as &dyn Any;
-        if let Some(moka) = store.downcast_ref::<MokaStore>() {
-            return NotesStore::Memory(moka.clone());
-        }
-        match store.downcast_ref::<RedisStore>() {
-            Some(redis) => NotesStore::Redis(redis.clone()),
-            None => panic!("the example keeps notes in its MokaStore or RedisStore"),
-        }
-    }
-}
-
-impl HandleStore for NotesStore {
-    async fn create_handle(
-        &self,
-        new: &NewHandle<'_>,
-        limits: &HandleLimits,
-    ) -> Result<(), StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.create_handle(new, limits).await,
-            NotesStore::Redis(store) => store.create_handle(new, limits).await,
-        }
-    }
-
-    async fn open_handle(&self, key: &HandleKey<'_>, now: Timestamp) -> Result<Lookup, StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.open_handle(key, now).await,
-            NotesStore::Redis(store) => store.open_handle(key, now).await,
-        }
-    }
-
-    async fn replace_handle(
-        &self,
-        key: &HandleKey<'_>,
-        version: u64,
-        payload: &[u8],
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.replace_handle(key, version, payload, now).await,
-            NotesStore::Redis(store) => store.replace_handle(key, version, payload, now).await,
-        }
-    }
-
-    async fn delete_handle(
-        &self,
-        key: &HandleKey<'_>,
-        now: Timestamp,
-    ) -> Result<Lookup, StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.delete_handle(key, now).await,
-            NotesStore::Redis(store) => store.delete_handle(key, now).await,
-        }
-    }
-
-    async fn list_handles(
-        &self,
-        owner: &str,
-        kind: &str,
-        now: Timestamp,
-    ) -> Result<Vec<HandleInfo>, StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.list_handles(owner, kind, now).await,
-            NotesStore::Redis(store) => store.list_handles(owner, kind, now).await,
-        }
-    }
-
-    async fn claim_once(
-        &self,
-        nonce: &[u8; 16],
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        match self {
-            NotesStore::Memory(store) => store.claim_once(nonce, until, now).await,
-            NotesStore::Redis(store) => store.claim_once(nonce, until, now).await,
-        }
     }
 }

@@ -73,6 +73,7 @@ use serde::Serialize;
 
 use crate::{Clock, Identity, SessionId, StoreError, SystemClock, Timestamp};
 
+mod any;
 mod error;
 mod layer;
 mod memory;
