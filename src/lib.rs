@@ -23,6 +23,9 @@
 //! - Tool-level authorization (feature `policy`): the `policy` module,
 //!   `PolicyLayer` inside the session layer, rules by role per tool,
 //!   resource, prompt and method; list answers filtered per caller.
+//! - Sessionless state (feature `handles`): the `handles` module,
+//!   principal-bound handles passed as tool arguments, over the same
+//!   stores; the `sealed` module, HMAC-sealed single-use request state.
 //! - rmcp (feature `rmcp`): the `rmcp::Caller` extractor for `#[tool]`
 //!   functions; `rmcp::SessionStateStore`, rmcp's session store over ours
 //!   (stateful rmcp on many replicas, no sticky routing).
@@ -71,6 +74,8 @@ mod resolve;
 mod session;
 mod time;
 
+#[cfg(feature = "handles")]
+pub mod handles;
 pub mod layer;
 #[cfg(feature = "policy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
@@ -79,6 +84,8 @@ pub mod policy;
 #[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
 pub mod rmcp;
 pub mod roles;
+#[cfg(feature = "handles")]
+pub mod sealed;
 pub mod store;
 
 pub use config::{

@@ -17,9 +17,10 @@ use crate::{
 /// applying a [`Config`] (idle timeout, lifetime cap, caps).
 ///
 /// Cheap to clone: clones share the store and configuration. The
-/// [`SessionLayer`](crate::SessionLayer) uses one; tools of sessionless
-/// (2026-07-28) servers can use the same manager as a store of handles bound
-/// to the caller.
+/// [`SessionLayer`](crate::SessionLayer) uses one. For the cross-call
+/// state of sessionless (2026-07-28) tools, use handles (feature `handles`:
+/// the `handles` module), not sessions: they have a namespace and caps of
+/// their own.
 ///
 /// ```
 /// use mcp_session::{Config, Identity, SessionManager, MokaStore};

@@ -819,55 +819,5 @@ conformance!(
 mod redis_server;
 
 #[cfg(feature = "redis")]
-mod redis {
-    use std::sync::OnceLock;
-    use std::time::Duration;
-
-    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
-
-    use super::redis_server::{RedisCluster, RedisServer};
-
-    /// One server and one cluster for the whole binary (killed by their
-    /// watchdogs when the process exits); tests keep apart by key prefix.
-    static STANDALONE: OnceLock<Option<RedisServer>> = OnceLock::new();
-    static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
-
-    fn config(test: &str) -> RedisStoreConfig {
-        RedisStoreConfig::default()
-            .key_prefix(format!("conformance:{test}:{}:", std::process::id()))
-            // Generous: the machine running the suite may be busy.
-            .command_timeout(Duration::from_secs(5))
-    }
-
-    pub async fn standalone(test: &str) -> Option<RedisStore> {
-        let server = tokio::task::spawn_blocking(|| {
-            STANDALONE
-                .get_or_init(RedisServer::start)
-                .as_ref()
-                .map(RedisServer::url)
-        })
-        .await
-        .unwrap()?;
-        let store = RedisStore::connect_with_config(&server, config(test))
-            .await
-            .unwrap();
-        assert!(!store.is_cluster());
-        Some(store)
-    }
-
-    pub async fn cluster(test: &str) -> Option<RedisStore> {
-        let urls = tokio::task::spawn_blocking(|| {
-            CLUSTER
-                .get_or_init(RedisCluster::start)
-                .as_ref()
-                .map(RedisCluster::urls)
-        })
-        .await
-        .unwrap()?;
-        let store = RedisStore::connect_cluster_with_config(urls, config(test))
-            .await
-            .unwrap();
-        assert!(store.is_cluster());
-        Some(store)
-    }
-}
+#[path = "support/redis_stores.rs"]
+mod redis;

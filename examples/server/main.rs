@@ -56,11 +56,16 @@
 //!   identity's roles in the directory and invalidates them on every
 //!   replica; returns `{"identity_id", "roles"}`;
 //! - `revoke_sessions {"identity_id"}` (role `admin`): ends every session of
-//!   that identity on every replica; returns `{"terminated": <count>}`.
+//!   that identity on every replica; returns `{"terminated": <count>}`;
+//! - `notes_create`, `notes_append`, `notes_read`, `notes_delete` (every
+//!   authenticated caller): a notes buffer behind a handle bound to the
+//!   caller, for sessionless clients and handshake-era ones alike (see
+//!   notes.rs).
 
 mod auth;
 mod cli;
 mod directory;
+mod notes;
 mod observe;
 mod tools;
 
@@ -264,6 +269,7 @@ pub fn app(
     };
     let sessions = Arc::new(sessions);
     let stats = session_stats(sessions.clone(), layer.manager().clone());
+    let notes = notes::notes(layer.manager().store(), options.timeout);
     let rmcp =
         StreamableHttpService::new(move || Ok(DemoServer::new(admin.clone())), sessions, config);
     // The layer reads the caller from `Authorization: Bearer` itself.
@@ -271,6 +277,7 @@ pub fn app(
     let mcp = ServiceBuilder::new()
         .layer(layer)
         .layer(PolicyLayer::new(demo_policy())) // tool-level authorization
+        .layer(notes.layer()) // the notes tools' store (examples/server/notes.rs)
         .service(rmcp);
     Router::new()
         .nest_service("/mcp", mcp)

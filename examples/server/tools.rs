@@ -44,7 +44,7 @@ pub struct DemoServer {
 impl DemoServer {
     pub fn new(admin: Arc<dyn Admin>) -> Self {
         DemoServer {
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::notes_router(),
             admin,
         }
     }

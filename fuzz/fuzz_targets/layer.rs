@@ -161,6 +161,10 @@ impl SessionStore for Counting {
         self.enter()?;
         self.inner.delete(id).await
     }
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+        self.enter()?;
+        self.inner.delete_all_of(identity_id).await
+    }
 }
 
 thread_local! {

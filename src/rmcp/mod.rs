@@ -68,6 +68,10 @@ use ::rmcp::{ErrorData, RoleServer};
 
 use crate::{Identity, Role, Roles, Session, SessionId};
 
+#[cfg(feature = "handles")]
+mod handles;
+#[cfg(feature = "handles")]
+pub use handles::OwnHandles;
 mod session_store;
 pub use session_store::{SessionStateStore, DEFAULT_MEMORY_BYTES, MAX_STATE_BYTES};
 

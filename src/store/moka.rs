@@ -73,6 +73,9 @@ struct Inner {
     /// A lower bound (ms) on the earliest logical expiry of any stored
     /// session: a sweep at the global cap cannot free anything before then.
     earliest_expiry: AtomicU64,
+    /// Handles (feature `handles`): caches and caps of their own.
+    #[cfg(feature = "handles")]
+    handles: crate::handles::MemoryHandles,
 }
 
 struct IdentitySessions {
@@ -231,8 +234,18 @@ impl MokaStore {
                 index: Mutex::new(HashMap::new()),
                 removed,
                 earliest_expiry: AtomicU64::new(u64::MAX),
+                #[cfg(feature = "handles")]
+                handles: crate::handles::MemoryHandles::default(),
             }),
         }
+    }
+
+    /// The store's handles (feature `handles`): kept apart from its
+    /// sessions, in caches of their own; neither counts against the other's
+    /// caps.
+    #[cfg(feature = "handles")]
+    pub fn handles(&self) -> &crate::handles::MemoryHandles {
+        &self.inner.handles
     }
 
     /// The most sessions this store holds.

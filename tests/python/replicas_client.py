@@ -89,7 +89,9 @@ async def run(url_a: str, url_b: str) -> None:
             check(client.protocol_version != "2026-07-28", f"handshake era ({client.protocol_version})")
             tools = await client.list_tools()
             names = sorted(t.name for t in tools.tools)
-            check(names == ["admin_echo", "revoke_sessions", "set_roles", "whoami"], f"tools/list = {names}")
+            admin_tools = ["admin_echo", "revoke_sessions", "set_roles", "whoami"]
+            notes_tools = ["notes_append", "notes_create", "notes_delete", "notes_read"]
+            check(names == sorted(admin_tools + notes_tools), f"tools/list = {names}")
             seen = set()
             for n in range(6):
                 who = await client.call_tool("whoami", {})

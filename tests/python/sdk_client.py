@@ -14,7 +14,7 @@ server speaks 2026-07-28, so the calls are sessionless and whoami shows
 `both` runs legacy and auto; `all` runs legacy, auto and 2026-07-28.
 
 Tool-level authorization (the server's PolicyLayer, examples/policy.toml):
-bob's tools/list holds only `whoami`, and his `admin_echo` call is refused
+bob's tools/list holds only `whoami` and the notes tools, and his `admin_echo` call is refused
 with a JSON-RPC error naming the role, surfaced by the SDK as an exception;
 alice sees and calls every tool.
 
@@ -57,10 +57,24 @@ USERS = {
         "token": "alice-token",
         "name": "Alice",
         "roles": ["admin", "reader"],
-        "tools": ["admin_echo", "revoke_sessions", "set_roles", "whoami"],
+        "tools": [
+            "admin_echo",
+            "notes_append",
+            "notes_create",
+            "notes_delete",
+            "notes_read",
+            "revoke_sessions",
+            "set_roles",
+            "whoami",
+        ],
     },
     # The policy hides the admin tools from bob.
-    "bob": {"token": "bob-token", "name": "Bob", "roles": ["reader"], "tools": ["whoami"]},
+    "bob": {
+        "token": "bob-token",
+        "name": "Bob",
+        "roles": ["reader"],
+        "tools": ["notes_append", "notes_create", "notes_delete", "notes_read", "whoami"],
+    },
 }
 
 failures: list[str] = []

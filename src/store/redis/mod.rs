@@ -191,6 +191,8 @@ use super::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
 
 #[cfg(feature = "rmcp")] // only the rmcp session-state store keeps such keys
 mod digest_keys;
+#[cfg(feature = "handles")] // RedisStore as a HandleStore
+mod handles;
 mod notices;
 use crate::log::log_warn;
 use crate::{

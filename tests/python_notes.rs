@@ -1,0 +1,120 @@
+//! The example server's notes tools (examples/server/notes.rs, principal-
+//! bound handles) against the official MCP Python SDK, in `mode="legacy"`
+//! and `mode="2026-07-28"` (tests/python/notes_client.py): the flows, bob
+//! with alice's handle answered like an unknown one, a handle refused as
+//! `Mcp-Session-Id`, and expiry after `--timeout-secs` idle — over the
+//! in-memory store and over a real `redis-server`.
+//!
+//! Needs `python3` with `mcp==2.3.0` (a loud notice without it; a failure
+//! under `CI=true`).
+#![cfg(feature = "rmcp")]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use mcp_session::IdMode;
+use tokio::net::TcpListener;
+
+#[path = "support/python_sdk.rs"]
+mod python_sdk;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[allow(dead_code)] // `main` and the like are the binary's, not the test's
+#[path = "../examples/server/main.rs"]
+mod server;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/notes_client.py");
+
+/// Serves the example with `options` on a free port and runs the notes
+/// client's `check` against it; then stops the server.
+async fn run(mode: IdMode, timeout_secs: u64, redis_url: Option<String>, check: &[&str]) {
+    if !python_sdk::available(
+        "import mcp, mcp.client.streamable_http; from mcp import Client",
+        "PYTHON SDK NOTES CHECK",
+    ) {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = server::Options {
+        addr,
+        timeout: Duration::from_secs(timeout_secs),
+        mode,
+        redis_url,
+        ..server::Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server::serve(listener, options, async {
+        let _ = stopped.await;
+    }));
+    let client = tokio::process::Command::new(python_sdk::python())
+        .arg(SCRIPT)
+        .arg(format!("http://{addr}/mcp"))
+        .args(check)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), client)
+        .await
+        .expect("the notes client finishes within 180 s")
+        .expect("the notes client runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "notes check {check:?} failed ({mode:?}): {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the example server stops within 10 s")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_flows_in_memory_mint_mode() {
+    run(IdMode::Mint, 1800, None, &["--check", "flows"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_flows_on_redis_adopt_mode() {
+    let Some(redis) = tokio::task::spawn_blocking(redis_server::RedisServer::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    run(
+        IdMode::Adopt,
+        1800,
+        Some(redis.url()),
+        &["--check", "flows"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_expire_after_the_idle_timeout() {
+    run(IdMode::Mint, 3, None, &["--check", "expiry", "--wait", "4"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_expire_after_the_idle_timeout_on_redis() {
+    let Some(redis) = tokio::task::spawn_blocking(redis_server::RedisServer::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    run(
+        IdMode::Mint,
+        3,
+        Some(redis.url()),
+        &["--check", "expiry", "--wait", "4"],
+    )
+    .await;
+}

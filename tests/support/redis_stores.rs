@@ -1,0 +1,60 @@
+//! `RedisStore`s for store test suites: one standalone server and one
+//! 3-master Cluster per test binary (started on first use, killed by their
+//! watchdogs when the process exits); each test keeps apart by key prefix.
+//!
+//! Include it (after `redis_server.rs`, as `mod redis_server`) with
+//! `#[path = "support/redis_stores.rs"] mod redis;`.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+
+use super::redis_server::{RedisCluster, RedisServer};
+
+static STANDALONE: OnceLock<Option<RedisServer>> = OnceLock::new();
+static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
+
+fn config(test: &str) -> RedisStoreConfig {
+    RedisStoreConfig::default()
+        .key_prefix(format!("conformance:{test}:{}:", std::process::id()))
+        // Generous: the machine running the suite may be busy.
+        .command_timeout(Duration::from_secs(5))
+}
+
+/// A store on the binary's standalone server, `None` (after a loud notice)
+/// if `redis-server` is missing outside CI.
+pub async fn standalone(test: &str) -> Option<RedisStore> {
+    let server = tokio::task::spawn_blocking(|| {
+        STANDALONE
+            .get_or_init(RedisServer::start)
+            .as_ref()
+            .map(RedisServer::url)
+    })
+    .await
+    .unwrap()?;
+    let store = RedisStore::connect_with_config(&server, config(test))
+        .await
+        .unwrap();
+    assert!(!store.is_cluster());
+    Some(store)
+}
+
+/// A store on the binary's Cluster.
+pub async fn cluster(test: &str) -> Option<RedisStore> {
+    let urls = tokio::task::spawn_blocking(|| {
+        CLUSTER
+            .get_or_init(RedisCluster::start)
+            .as_ref()
+            .map(RedisCluster::urls)
+    })
+    .await
+    .unwrap()?;
+    let store = RedisStore::connect_cluster_with_config(urls, config(test))
+        .await
+        .unwrap();
+    assert!(store.is_cluster());
+    Some(store)
+}
