@@ -62,7 +62,7 @@ impl Replica {
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env_remove("REDIS_URL")
-            .env_remove("METRICS_ADDR")
+            .env_remove("MCP_DEMO_METRICS_ADDR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         match rust_log {
