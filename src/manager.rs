@@ -35,8 +35,9 @@ use crate::{
 /// // Another caller cannot see it: indistinguishable from an unknown id.
 /// assert!(manager.get(session.id(), &bob).await.unwrap_err().is_not_found());
 ///
-/// manager.delete(session.id()).await.unwrap();
-/// assert!(manager.get(session.id()).await.unwrap_err().is_not_found());
+/// manager.delete(session.id(), &bob).await.unwrap_err(); // not bob's to end
+/// manager.delete(session.id(), &alice).await.unwrap();
+/// assert!(manager.get(session.id(), &alice).await.unwrap_err().is_not_found());
 /// # });
 /// ```
 pub struct SessionManager<S = MokaStore> {
@@ -489,8 +490,9 @@ impl<S: SessionStore> SessionManager<S> {
     /// let ends = Arc::new(Mutex::new(Vec::new()));
     /// let seen = ends.clone();
     /// manager.on_session_end(move |ended: &SessionEnded| seen.lock().unwrap().push(ended.reason()));
-    /// let session = manager.create(&Identity::new("alice", "Alice", ["reader"])).await.unwrap();
-    /// manager.delete(session.id()).await.unwrap();
+    /// let alice = Identity::new("alice", "Alice", ["reader"]);
+    /// let session = manager.create(&alice).await.unwrap();
+    /// manager.delete(session.id(), &alice).await.unwrap();
     /// assert_eq!(*ends.lock().unwrap(), [EndReason::Deleted]);
     /// # });
     /// ```

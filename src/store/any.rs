@@ -106,6 +106,11 @@ macro_rules! each {
 impl SessionStore for AnyStore {
     type TouchFuture = AnyTouchFuture;
 
+    /// The chosen store's name (`moka`, `redis`): what metrics label it.
+    fn name(&self) -> &'static str {
+        each!(self, store => store.name())
+    }
+
     async fn create(
         &self,
         session: &Session,
