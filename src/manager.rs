@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::events::{EndReason, Hooks, OnSessionEnd, SessionEnded};
 use crate::log::log_warn;
 use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
-use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
+use crate::store::{CreateOutcome, NoticeListener, RemovedSession, ReplicaNotice, SessionStore};
 use crate::{
     Clock, Config, Identity, MokaStore, Roles, Session, SessionError, SessionId, StoreError,
     SystemClock, Timestamp,
@@ -268,7 +268,7 @@ impl<S: SessionStore> SessionManager<S> {
         );
         let outcome = self.inner.store.create(&session, &config.limits).await?;
         for evicted in &outcome.evicted {
-            self.ended(evicted, EndReason::Evicted);
+            self.removed(evicted, EndReason::Evicted);
         }
         Ok((session, outcome))
     }
@@ -362,8 +362,8 @@ impl<S: SessionStore> SessionManager<S> {
     /// out for good, stop authenticating it (or take its roles away) first.
     pub async fn revoke_sessions(&self, identity_id: &str) -> Result<usize, SessionError> {
         let ended = self.inner.store.delete_all_of(identity_id).await?;
-        for id in &ended {
-            self.ended(id, EndReason::Revoked);
+        for removed in &ended {
+            self.removed(removed, EndReason::Revoked);
         }
         self.invalidate_roles(identity_id).await?;
         Ok(ended.len())
@@ -418,10 +418,22 @@ impl<S: SessionStore> SessionManager<S> {
     /// Tells the hooks here, and the other replicas (in the background: an
     /// end never waits on them).
     fn ended(&self, id: &SessionId, reason: EndReason) {
-        self.inner.hooks.tell(&SessionEnded::local(id, reason));
+        self.tell_ended(SessionEnded::local(id, reason));
+    }
+
+    /// A session the store removed by itself, known by id or digest.
+    fn removed(&self, removed: &RemovedSession, reason: EndReason) {
+        match removed.id() {
+            Some(id) => self.ended(id, reason),
+            None => self.tell_ended(SessionEnded::local_by_digest(removed.digest(), reason)),
+        }
+    }
+
+    fn tell_ended(&self, ended: SessionEnded) {
+        self.inner.hooks.tell(&ended);
         let notice = ReplicaNotice::SessionEnded {
-            digest: id.digest(),
-            reason,
+            digest: ended.digest(),
+            reason: ended.reason(),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let manager = self.clone();

@@ -14,9 +14,21 @@
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
-//! | `mcp-session:s:<session id>` | string | the session (format below), with a TTL of its remaining life plus a 1 s grace (the logical expiry check decides) |
-//! | `mcp-session:i:<identity id>` | sorted set | ids of the identity's sessions, scored by their deadline (ms) |
-//! | `mcp-session:global` | sorted set | ids of all sessions, scored by a lower bound of their expiry (ms): the expiry when the score was written |
+//! | `mcp-session:s:<hash>` | string | the session (format below), with a TTL of its remaining life plus a 1 s grace (the logical expiry check decides) |
+//! | `mcp-session:i:<identity id>` | sorted set | hashes of the identity's sessions, scored by their deadline (ms) |
+//! | `mcp-session:global` | sorted set | hashes of all sessions, scored by a lower bound of their expiry (ms): the expiry when the score was written |
+//!
+//! `<hash>` is the first half (128 bits, 32 hex digits) of SHA-256 over a
+//! domain tag and the session id; the value keeps the second half and every
+//! read and script compares it, so a session is found only by the id whose
+//! whole 256-bit hash matches. **No whole session id is ever sent to Redis**:
+//! not in a key name, an index member, a value or a script argument, so
+//! `MONITOR`, `SLOWLOG`, keyspace notifications, `ZRANGE` of an index and
+//! dumps show no bearer secret. The hash is unkeyed, so replicas need no
+//! shared secret; a minted id (256 random bits) cannot be found from it.
+//! Sessions the store ends by itself (evictions, [`SessionStore::delete_all_of`])
+//! are therefore reported by [digest](crate::SessionId::digest) only
+//! ([`RemovedSession`]), read from their values.
 //!
 //! Each add to an index extends its TTL to at least the new session's
 //! remaining lifetime (never shortening it), so an index never expires while
@@ -26,19 +38,21 @@
 //! Redis Cluster without hash tags. Put a hash tag in the prefix (for example
 //! `{mcp}:`) only if you want all keys on one shard.
 //!
-//! # Value format (version 1)
+//! # Value format (version 2)
 //!
 //! A compact text record, readable by the server-side scripts without
 //! parsing the variable part:
 //!
 //! ```text
-//! v1 <last_access:16> <created_at:16> <deadline:16> <idle_ms:16>\n<len>:<owner><len>:<name><count>:(<len>:<role>)*
+//! v2 <last_access:16> <created_at:16> <deadline:16> <idle_ms:16> <check:32> <digest:16>\n<len>:<owner><len>:<name><count>:(<len>:<role>)*
 //! ```
 //!
 //! The four numbers are zero-padded decimal milliseconds (UTC epoch for the
 //! timestamps) at fixed offsets, clamped to 2^53 − 1 so that Lua's doubles
-//! hold them exactly; strings are length-prefixed (byte lengths), so names
-//! and roles may contain any character. The leading `v1` is the version
+//! hold them exactly; `check` is the second half of the id's hash and
+//! `digest` the id's [`SessionId::digest`](crate::SessionId::digest), both
+//! in hex; strings are length-prefixed (byte lengths), so names
+//! and roles may contain any character. The leading `v2` is the version
 //! marker: a later release that changes the format uses another marker, and
 //! a replica that meets a value it cannot decode treats the session as not
 //! found (and logs it with the `tracing` feature) — never a panic.
@@ -56,13 +70,14 @@
 //! - [`update`](SessionStore::update): one script that writes with
 //!   `SET … XX PX` only if the stored session is still live at `now`, so an
 //!   update never brings back a deleted or expired session.
-//! - [`delete`](SessionStore::delete): `GETDEL` (Redis ≥ 6.2 / any Valkey),
-//!   then best-effort `ZREM` from the identity's and the global index.
+//! - [`delete`](SessionStore::delete): one script that deletes the value if
+//!   its check hash is the id's and returns it, then best-effort `ZREM`
+//!   from the identity's and the global index.
 //! - [`create`](SessionStore::create): see below.
 //!
 //! # Creating, caps, and what is atomic
 //!
-//! 1. `SET s:<id> <value> NX PX <ms>`: atomic; an existing id is never
+//! 1. `SET s:<hash> <value> NX PX <ms>`: atomic; an existing id is never
 //!    overwritten ([`StoreError::AlreadyExists`]). The TTL is computed from
 //!    the session's own timestamps (`expires_at − last_access`), never from
 //!    Redis' clock.
@@ -77,7 +92,8 @@
 //!    policy: [`IdentityLimitPolicy::Reject`] refuses,
 //!    [`IdentityLimitPolicy::EvictOldest`] pops the members with the
 //!    earliest deadlines (the oldest sessions) and adds the new one, all in
-//!    one step. The evicted sessions are then `DEL`eted.
+//!    one step. The evicted sessions are then deleted (`GETDEL`, Redis ≥
+//!    6.2 or any Valkey: their values give the digests to report).
 //! 3. The same script on the global index enforces [`Limits::max_sessions`]
 //!    with the reject policy, but there a score is a lower bound of the
 //!    session's expiry, not its deadline: its expiry when the score was
@@ -95,7 +111,7 @@
 //!    globally too; an identity refusal thus never takes a global slot.)
 //! 4. A refusal in step 2 or 3 deletes the session written in step 1 and its
 //!    index entry.
-//! 5. After a global add, `EXISTS s:<id>`: if a concurrent create evicted
+//! 5. After a global add, `EXISTS s:<hash>`: if a concurrent create evicted
 //!    the new session (or a `delete` removed it) between steps 2 and 3, its
 //!    clean-up of the global index ran before the id got there, so the id
 //!    is removed from both indexes now (by a script that removes it only if
@@ -187,11 +203,13 @@ use ::redis::{Cmd, RedisError, RedisFuture, Script, Value};
 use tokio::time::Instant;
 
 use self::notices::Notices;
-use super::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
+use super::{CreateOutcome, NoticeListener, RemovedSession, ReplicaNotice, SessionStore};
 
 #[cfg(feature = "rmcp")] // only the rmcp session-state store keeps such keys
 mod digest_keys;
+mod hashed_id;
 mod notices;
+use self::hashed_id::HashedId;
 use crate::log::log_warn;
 use crate::{
     CapacityScope, Identity, IdentityLimitPolicy, Limits, Roles, Session, SessionId, StoreError,
@@ -605,13 +623,13 @@ impl RedisStore {
         store_error(e, self.inner.config.command_timeout)
     }
 
-    /// The key of a session.
-    fn session_key(&self, id: &str) -> String {
+    /// The key of a session, by its [`HashedId::member`].
+    fn session_key(&self, member: &str) -> String {
         let prefix = &self.inner.config.key_prefix;
-        let mut key = String::with_capacity(prefix.len() + 2 + id.len());
+        let mut key = String::with_capacity(prefix.len() + 2 + member.len());
         key.push_str(prefix);
         key.push_str("s:");
-        key.push_str(id);
+        key.push_str(member);
         key
     }
 
@@ -634,7 +652,7 @@ impl RedisStore {
     async fn preload_scripts(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.bounded(async move {
-            for script in [&*TOUCH, &*UPDATE, &*ADD_TO_INDEX, &*FORGET] {
+            for script in [&*TOUCH, &*UPDATE, &*DELETE, &*ADD_TO_INDEX, &*FORGET] {
                 script.prepare_invoke().load_async(&mut conn).await?;
             }
             Ok::<_, RedisError>(())
@@ -644,14 +662,15 @@ impl RedisStore {
     }
 
     async fn get_now(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let key = self.session_key(&id.reveal());
+        let hashed = HashedId::of(id);
+        let key = self.session_key(&hashed.member);
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self
             .bounded(::redis::cmd("GET").arg(&key).query_async(&mut conn))
             .await?
             .map_err(|e| self.fail(e))?;
         Ok(raw
-            .and_then(|raw| decode_logged(id, &raw))
+            .and_then(|raw| decode_for(id, &hashed, &raw))
             .filter(|s| !s.is_expired(now)))
     }
 
@@ -662,9 +681,10 @@ impl RedisStore {
     ) -> Result<CreateOutcome, StoreError> {
         let mut conn = self.conn.clone();
         let now = session.last_access();
-        let id = session.id().reveal();
-        let key = self.session_key(&id);
-        let value = encode(session);
+        let hashed = HashedId::of(session.id());
+        let id = &hashed.member;
+        let key = self.session_key(id);
+        let value = encode(session, &hashed);
         let ttl = ttl_millis(session.expires_at(), now);
         let created: Option<()> = ::redis::cmd("SET")
             .arg(&key)
@@ -697,7 +717,7 @@ impl RedisStore {
             .add_to_index(
                 &mut conn,
                 &identity_index,
-                &id,
+                id,
                 deadline_score,
                 index_ttl,
                 now,
@@ -712,8 +732,8 @@ impl RedisStore {
         };
         let mut outcome = CreateOutcome::default();
         for victim in evicted {
-            let deleted: i64 = conn
-                .del(&self.session_key(&victim))
+            let removed = conn
+                .getdel(&self.session_key(&victim))
                 .await
                 .map_err(|e| self.fail(e))?;
             if self.inner.config.global_cap {
@@ -721,11 +741,8 @@ impl RedisStore {
                     .await
                     .map_err(|e| self.fail(e))?;
             }
-            if deleted > 0 {
-                // The index only holds ids this store wrote, so they parse.
-                if let Ok(victim) = SessionId::parse_adopted(&victim) {
-                    outcome.evicted.push(victim);
-                }
+            if let Some(removed) = removed.as_deref().and_then(removed_session) {
+                outcome.evicted.push(removed);
             }
         }
 
@@ -739,11 +756,11 @@ impl RedisStore {
             };
             let expiry_score = clamp(session.expires_at().as_millis());
             let added = self
-                .add_to_index(&mut conn, &global_index, &id, expiry_score, index_ttl, now)
+                .add_to_index(&mut conn, &global_index, id, expiry_score, index_ttl, now)
                 .await?;
             if added.is_none() {
                 let _: Result<(), _> = conn.del(&key).await;
-                let _: Result<(), _> = conn.zrem(&identity_key, &id).await;
+                let _: Result<(), _> = conn.zrem(&identity_key, id).await;
                 return Err(StoreError::AtCapacity(CapacityScope::Global));
             }
             // A concurrent create may have evicted this session (or a
@@ -754,8 +771,8 @@ impl RedisStore {
             // still carrying this create's scores are removed: an adopted id
             // created again meanwhile keeps its own.
             if let Ok(0) = conn.exists(&key).await {
-                let _ = conn.forget(global_index.key, &id, expiry_score).await;
-                let _ = conn.forget(&identity_key, &id, deadline_score).await;
+                let _ = conn.forget(global_index.key, id, expiry_score).await;
+                let _ = conn.forget(&identity_key, id, deadline_score).await;
             }
         }
         Ok(outcome)
@@ -909,8 +926,9 @@ impl RedisStore {
 
     async fn update_now(&self, session: &Session, now: Timestamp) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let key = self.session_key(&session.id().reveal());
-        let value = encode(session);
+        let hashed = HashedId::of(session.id());
+        let key = self.session_key(&hashed.member);
+        let value = encode(session, &hashed);
         let ttl = ttl_millis(session.expires_at(), now);
         let owner = session.identity_id();
         let fut = async move {
@@ -920,6 +938,7 @@ impl RedisStore {
                 .arg(clamp(now.as_millis()))
                 .arg(ttl)
                 .arg(owner)
+                .arg(&hashed.check)
                 .invoke_async::<i64>(&mut conn)
                 .await
         };
@@ -929,30 +948,34 @@ impl RedisStore {
 
     async fn delete_now(&self, id: &SessionId, deadline: Instant) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let member = id.reveal();
-        let key = self.session_key(&member);
+        let hashed = HashedId::of(id);
+        let member = &hashed.member;
+        let key = self.session_key(member);
         let timeout = self.inner.config.command_timeout;
-        let raw: Option<Vec<u8>> = tokio::time::timeout_at(
-            deadline,
-            ::redis::cmd("GETDEL").arg(&key).query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(timeout))?
-        .map_err(|e| self.fail(e))?;
+        let mut invocation = DELETE.prepare_invoke();
+        invocation.key(&key).arg(&hashed.check);
+        let raw: Option<Vec<u8>> =
+            tokio::time::timeout_at(deadline, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout(timeout))?
+                .map_err(|e| self.fail(e))?;
         let Some(raw) = raw else {
             return Ok(false);
+        };
+        // Deleted. An undecodable value names no owner: its index entries
+        // go the way of any stale member (below).
+        let Some(session) = decode_for(id, &hashed, &raw) else {
+            return Ok(true);
         };
         // Index clean-up is best effort: a stale member is dropped by a
         // create that checks it at the cap, from an identity's index once
         // its deadline passes, or with its index once every deadline in it
         // has passed.
         let cleanup = async {
-            if let Some(owner) = decode_logged(id, &raw).map(|s| self.identity_key(s.identity_id()))
-            {
-                let _: Result<(), _> = conn.zrem(&owner, &member).await;
-            }
+            let owner = self.identity_key(session.identity_id());
+            let _: Result<(), _> = conn.zrem(&owner, member).await;
             if self.inner.config.global_cap {
-                let _: Result<(), _> = conn.zrem(&self.inner.global_key, &member).await;
+                let _: Result<(), _> = conn.zrem(&self.inner.global_key, member).await;
             }
         };
         let _ = tokio::time::timeout_at(deadline, cleanup).await;
@@ -965,6 +988,11 @@ impl RedisStore {
 impl Conn {
     async fn del<T: ::redis::FromRedisValue>(&mut self, key: &str) -> Result<T, RedisError> {
         ::redis::cmd("DEL").arg(key).query_async(self).await
+    }
+
+    /// `GETDEL` (Redis ≥ 6.2, any Valkey).
+    async fn getdel(&mut self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        ::redis::cmd("GETDEL").arg(key).query_async(self).await
     }
 
     async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
@@ -1079,7 +1107,8 @@ impl SessionStore for RedisStore {
 
     fn touch(&self, id: &SessionId, owner: &str, now: Timestamp) -> Self::TouchFuture {
         let mut conn = self.conn.clone();
-        let key = self.session_key(&id.reveal());
+        let hashed = HashedId::of(id);
+        let key = self.session_key(&hashed.member);
         let owner = owner.to_owned();
         let id = id.clone();
         let timeout = self.inner.config.command_timeout;
@@ -1088,14 +1117,15 @@ impl SessionStore for RedisStore {
             invocation
                 .key(&key)
                 .arg(&owner)
-                .arg(format!("{:016}", clamp(now.as_millis())));
+                .arg(format!("{:016}", clamp(now.as_millis())))
+                .arg(&hashed.check);
             let call = invocation.invoke_async::<Value>(&mut conn);
             let reply = tokio::time::timeout(timeout, call)
                 .await
                 .map_err(|_| StoreError::Timeout(timeout))?
                 .map_err(|e| store_error(e, timeout))?;
             match reply {
-                Value::BulkString(raw) => Ok(decode_logged(&id, &raw)
+                Value::BulkString(raw) => Ok(decode_for(&id, &hashed, &raw)
                     // The script checked both; checking again costs nothing.
                     .filter(|s| s.identity_id() == owner && !s.is_expired(now))
                     .map(|s| s.touched(now))),
@@ -1121,7 +1151,7 @@ impl SessionStore for RedisStore {
         self.delete_now(id, deadline).await
     }
 
-    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<RemovedSession>, StoreError> {
         let mut conn = self.conn.clone();
         let index = self.identity_key(identity_id);
         let fut = async {
@@ -1131,26 +1161,24 @@ impl SessionStore for RedisStore {
                 .arg(-1)
                 .query_async(&mut conn)
                 .await?;
-            // One DEL per session (each may live on another Cluster shard),
-            // pipelined on the multiplexed connection.
+            // One GETDEL per session (each may live on another Cluster
+            // shard), pipelined on the multiplexed connection; the values
+            // tell the digests to report.
             let deleted = join_all(
                 members
                     .iter()
                     .map(|member| {
                         let mut conn = conn.clone();
                         let key = self.session_key(member);
-                        async move { conn.del::<i64>(&key).await }
+                        async move { conn.getdel(&key).await }
                     })
                     .collect(),
             )
             .await;
             let mut ended = Vec::new();
-            for (member, deleted) in members.iter().zip(deleted) {
-                if deleted? > 0 {
-                    // The index only holds ids this store wrote, so they parse.
-                    if let Ok(id) = SessionId::parse_adopted(member) {
-                        ended.push(id);
-                    }
+            for deleted in deleted {
+                if let Some(removed) = deleted?.as_deref().and_then(removed_session) {
+                    ended.push(removed);
                 }
             }
             // Only the members read above: a session created meanwhile
@@ -1318,18 +1346,20 @@ const EXPIRY_GRACE_MS: u64 = 1_000;
 // written by `encode`; `header_offsets_match_scripts` checks them.
 
 /// The hot path. KEYS[1] = session key; ARGV[1] = owner, ARGV[2] = now
-/// (16 zero-padded digits, written as is). Returns the stored value if the
-/// session is live and owned by ARGV[1] (after sliding its expiry), nil if
-/// missing, expired or someone else's (nothing changed), 0 if undecodable.
+/// (16 zero-padded digits, written as is), ARGV[3] = the id's check hash.
+/// Returns the stored value if the session is live, of this id and owned
+/// by ARGV[1] (after sliding its expiry), nil if missing, expired, of
+/// another id or someone else's (nothing changed), 0 if undecodable.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 {HEADER}
-local c = string.find(v, ':', 72, true)
+if string.sub(v, 72, 103) ~= ARGV[3] then return false end
+local c = string.find(v, ':', 122, true)
 if not c then return 0 end
-local n = tonumber(string.sub(v, 72, c - 1))
+local n = tonumber(string.sub(v, 122, c - 1))
 if not n then return 0 end
 if string.sub(v, c + 1, c + n) ~= ARGV[1] then return false end
 local now = tonumber(ARGV[2])
@@ -1346,8 +1376,9 @@ return v
 });
 
 /// KEYS[1] = session key; ARGV[1] = new value, ARGV[2] = now, ARGV[3] = TTL
-/// (ms). Writes (`SET XX PX`) only if the stored session is live at now.
-/// Returns 1 if written, 0 otherwise.
+/// (ms), ARGV[4] = owner, ARGV[5] = the id's check hash. Writes (`SET XX
+/// PX`) only if the stored session is live at now, of this id and owned by
+/// ARGV[4]. Returns 1 if written, 0 otherwise.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
@@ -1355,9 +1386,10 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 {HEADER}
 if tonumber(ARGV[2]) >= math.min(last + idle, deadline) then return 0 end
-local c = string.find(v, ':', 72, true)
+if string.sub(v, 72, 103) ~= ARGV[5] then return 0 end
+local c = string.find(v, ':', 122, true)
 if not c then return 0 end
-local n = tonumber(string.sub(v, 72, c - 1))
+local n = tonumber(string.sub(v, 122, c - 1))
 if not n or string.sub(v, c + 1, c + n) ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[3])
 return 1
@@ -1366,9 +1398,9 @@ return 1
 });
 
 /// Reads the fixed header of the value `v` into `last`, `deadline` and
-/// `idle`, returning 0 (undecodable) if it is not a version-1 record.
+/// `idle`, returning 0 (undecodable) if it is not a version-2 record.
 const HEADER: &str = r#"
-if string.sub(v, 1, 3) ~= 'v1 ' or string.sub(v, 71, 71) ~= '\n' then return 0 end
+if string.sub(v, 1, 3) ~= 'v2 ' or string.sub(v, 121, 121) ~= '\n' then return 0 end
 local last = tonumber(string.sub(v, 4, 19))
 local deadline = tonumber(string.sub(v, 38, 53))
 local idle = tonumber(string.sub(v, 55, 70))
@@ -1443,6 +1475,21 @@ return out
     )
 });
 
+/// KEYS[1] = session key; ARGV[1] = the id's check hash. Deletes the
+/// session unless it is a version-2 record of another id (whose hash shares
+/// the key half); returns the value deleted, or nil.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if string.sub(v, 1, 3) == 'v2 ' and string.sub(v, 72, 103) ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return v
+"#,
+    )
+});
+
 /// KEYS[1] = index; ARGV[1] = member, ARGV[2] = score. Removes the member
 /// if it has that score; returns 1 if removed, 0 otherwise.
 static FORGET: LazyLock<Script> = LazyLock::new(|| {
@@ -1460,12 +1507,13 @@ return 0
 // ----------------------------------------------------------------------------
 // Value format
 
-const VERSION: &[u8; 3] = b"v1 ";
+const VERSION: &[u8; 3] = b"v2 ";
 /// Length of the fixed header, including the trailing newline.
-const HEADER_LEN: usize = 71;
+const HEADER_LEN: usize = 121;
 
-/// Encodes a session as a version-1 record (the id is the key, not stored).
-fn encode(session: &Session) -> Vec<u8> {
+/// Encodes a session as a version-2 record. The id is not stored, only the
+/// check half of its hash and its digest (see [`HashedId`]).
+fn encode(session: &Session, hashed: &HashedId) -> Vec<u8> {
     use std::io::Write;
     let identity = session.identity();
     let roles = identity.roles();
@@ -1480,11 +1528,13 @@ fn encode(session: &Session) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = writeln!(
         out,
-        "v1 {:016} {:016} {:016} {:016}",
+        "v2 {:016} {:016} {:016} {:016} {} {:016x}",
         clamp(session.last_access().as_millis()),
         clamp(session.created_at().as_millis()),
         clamp(session.deadline().as_millis()),
         clamp(idle),
+        hashed.check,
+        hashed.digest,
     );
     let field = |s: &str, out: &mut Vec<u8>| {
         let _ = write!(out, "{}:", s.len());
@@ -1505,12 +1555,16 @@ struct UndecodableValue;
 
 impl fmt::Display for UndecodableValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a version-1 session record")
+        f.write_str("not a version-2 session record")
     }
 }
 
 /// A decoded record, before it is joined with its id.
 struct Decoded {
+    /// The check half of the id's hash (32 hex digits).
+    check: [u8; 32],
+    /// The id's [`SessionId::digest`].
+    digest: u64,
     identity: Identity,
     last_access: Timestamp,
     created_at: Timestamp,
@@ -1535,14 +1589,24 @@ impl Decoded {
     }
 }
 
-fn decode_logged(id: &SessionId, raw: &[u8]) -> Option<Session> {
+/// The session `raw` holds if it is `id`'s (its check hash matches).
+fn decode_for(id: &SessionId, hashed: &HashedId, raw: &[u8]) -> Option<Session> {
     match decode(raw) {
-        Ok(parts) => Some(parts.into_session(id.clone())),
+        Ok(parts) if parts.check == hashed.check.as_bytes() => Some(parts.into_session(id.clone())),
+        Ok(_) => None,
         Err(e) => {
             log_warn!(e; "undecodable session value in Redis for {}; treated as not found", id);
             None
         }
     }
+}
+
+/// A session this store removed by itself, from its value (`None` if
+/// undecodable: then there is no digest to report).
+fn removed_session(raw: &[u8]) -> Option<RemovedSession> {
+    decode(raw)
+        .ok()
+        .map(|parts| RemovedSession::from_digest(parts.digest))
 }
 
 fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
@@ -1559,6 +1623,19 @@ fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
     let created_at = number(20)?;
     let deadline = number(37)?;
     let idle = number(54)?;
+    if raw[70] != b' ' || raw[103] != b' ' {
+        return Err(UndecodableValue);
+    }
+    let mut check = [0u8; 32];
+    check.copy_from_slice(&raw[71..103]);
+    if !check.iter().all(u8::is_ascii_hexdigit) {
+        return Err(UndecodableValue);
+    }
+    let digest = std::str::from_utf8(&raw[104..120])
+        .ok()
+        .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or(UndecodableValue)?;
 
     let mut rest = &raw[HEADER_LEN..];
     let id = take_str(&mut rest)?;
@@ -1572,6 +1649,8 @@ fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
         return Err(UndecodableValue);
     }
     Ok(Decoded {
+        check,
+        digest,
         identity: Identity::from_stored(id, name, Roles::new(roles)),
         last_access: Timestamp::from_millis(last_access),
         created_at: Timestamp::from_millis(created_at),
@@ -1639,8 +1718,14 @@ mod tests {
             ["admin", "", "r:w", "ünï"],
         );
         let s = session(alice.clone());
-        let raw = encode(&s);
-        let back = decode(&raw).unwrap().into_session(s.id().clone());
+        let hashed = HashedId::of(s.id());
+        let raw = encode(&s, &hashed);
+        let decoded = decode(&raw).unwrap();
+        assert_eq!(decoded.digest, s.id().digest());
+        assert_eq!(&decoded.check[..], hashed.check.as_bytes());
+        let back = decode_for(s.id(), &hashed, &raw).unwrap();
+        let other = SessionId::generate();
+        assert!(decode_for(&other, &HashedId::of(&other), &raw).is_none());
         assert!(back.identity().same_as(&alice));
         assert_eq!(back.identity().roles().as_slice(), alice.roles().as_slice());
         assert_eq!(back.created_at(), s.created_at());
@@ -1652,21 +1737,25 @@ mod tests {
     #[test]
     fn header_offsets_match_scripts() {
         let s = session(Identity::new("bob", "Bob", ["x"]));
-        let raw = encode(&s);
+        let hashed = HashedId::of(s.id());
+        let raw = encode(&s, &hashed);
         let text = std::str::from_utf8(&raw).unwrap();
         // Lua's 1-based string.sub(v, a, b) is text[a-1..b].
-        assert_eq!(&text[0..3], "v1 ");
+        assert_eq!(&text[0..3], "v2 ");
         assert_eq!(&text[3..19], "0001700000000500"); // last (SETRANGE offset 3)
         assert_eq!(&text[20..36], "0001700000000000"); // created
         assert_eq!(&text[37..53], "0001700086400000"); // deadline
         assert_eq!(&text[54..70], "0000000001800000"); // idle
-        assert_eq!(&text[70..71], "\n");
-        assert_eq!(&text[71..76], "3:bob"); // owner at Lua position 72
+        assert_eq!(&text[71..103], hashed.check); // check at Lua 72..103
+        assert_eq!(&text[104..120], format!("{:016x}", s.id().digest()));
+        assert_eq!(&text[120..121], "\n");
+        assert_eq!(&text[121..126], "3:bob"); // owner at Lua position 122
     }
 
     #[test]
     fn undecodable_values_are_errors_not_panics() {
-        let good = encode(&session(Identity::new("a", "A", ["r"])));
+        let s = session(Identity::new("a", "A", ["r"]));
+        let good = encode(&s, &HashedId::of(s.id()));
         assert!(decode(&good).is_ok());
         let mut cases: Vec<Vec<u8>> = vec![
             Vec::new(),
@@ -1702,7 +1791,7 @@ mod tests {
             Duration::MAX,
             Duration::MAX,
         );
-        let back = decode(&encode(&s)).unwrap();
+        let back = decode(&encode(&s, &HashedId::of(s.id()))).unwrap();
         assert_eq!(back.deadline, Timestamp::from_millis(MAX_SAFE));
         assert_eq!(back.idle, Duration::from_millis(MAX_SAFE));
         assert_eq!(ttl_millis(s.expires_at(), s.last_access()), MAX_SAFE);
