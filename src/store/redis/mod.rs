@@ -128,9 +128,21 @@
 //! expired). The steps are *not* one transaction (they live on different
 //! keys, hence possibly on different Cluster shards): for the moment between
 //! steps 1 and 4 a new session exists before it is counted, and evicted
-//! sessions are deleted just after the new one is counted. A process that
-//! dies in between leaves at most one uncounted session, which expires with
-//! its TTL.
+//! sessions are deleted just after the new one is counted.
+//!
+//! **A create cut off part way is undone.** The steps run in a task of
+//! their own, so a caller that times out or goes away (its future dropped,
+//! for example by a client disconnect) never stops them half way. A create
+//! that fails after step 1, or that succeeds when no caller is waiting any
+//! more, is undone: the session key is deleted if it still holds that
+//! create's session (same id hash and creation time), then its index
+//! entries if they still carry its scores. The undo runs on the same
+//! connection after the steps (so after any step command still in flight)
+//! and is retried for about 4 s. Left behind only if Redis stays
+//! unreachable all that time, or the process dies: a session no caller
+//! learnt of, which expires with its TTL, and index entries the cap checks
+//! drop once they find the session gone. (Sessions a cut-off create had
+//! already evicted stay evicted, unreported.)
 //!
 //! **Trade-off of the global cap:** one sorted set holds every session id
 //! (about 100 bytes per session) and every create touches it, so it is a
@@ -205,6 +217,7 @@ use tokio::time::Instant;
 use self::notices::Notices;
 use super::{CreateOutcome, NoticeListener, RemovedSession, ReplicaNotice, SessionStore};
 
+mod create_guard;
 #[cfg(feature = "rmcp")] // only the rmcp session-state store keeps such keys
 mod digest_keys;
 mod hashed_id;
@@ -652,7 +665,14 @@ impl RedisStore {
     async fn preload_scripts(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.bounded(async move {
-            for script in [&*TOUCH, &*UPDATE, &*DELETE, &*ADD_TO_INDEX, &*FORGET] {
+            for script in [
+                &*TOUCH,
+                &*UPDATE,
+                &*DELETE,
+                &*ADD_TO_INDEX,
+                &*FORGET,
+                &*create_guard::UNDO,
+            ] {
                 script.prepare_invoke().load_async(&mut conn).await?;
             }
             Ok::<_, RedisError>(())
@@ -1094,7 +1114,7 @@ impl SessionStore for RedisStore {
         session: &Session,
         limits: &Limits,
     ) -> Result<CreateOutcome, StoreError> {
-        self.bounded(self.create_now(session, limits)).await?
+        self.create_detached(session, limits).await
     }
 
     fn get(
