@@ -53,9 +53,18 @@
 //! `digest` the id's [`SessionId::digest`](crate::SessionId::digest), both
 //! in hex; strings are length-prefixed (byte lengths), so names
 //! and roles may contain any character. The leading `v2` is the version
-//! marker: a later release that changes the format uses another marker, and
-//! a replica that meets a value it cannot decode treats the session as not
-//! found (and logs it with the `tracing` feature) — never a panic.
+//! marker.
+//!
+//! **Rolling upgrades.** Every later version (`v3` … `v9`) must keep the
+//! version-2 header fields where they are and only add: header fields after
+//! `digest` (space-separated, before the newline), body fields after the
+//! roles. Readers (the Rust decoder and the scripts) accept any such
+//! version and ignore what they do not know, so during a rolling upgrade a
+//! replica not yet upgraded keeps serving the sessions newer ones wrote
+//! (an `update` it makes writes version 2, dropping the newer fields).
+//! A value that follows no such format (or version 1, whose key named the
+//! whole id and is never looked up any more) is treated as not found and
+//! logged with the `tracing` feature — never a panic.
 //!
 //! # Commands per call
 //!
@@ -1377,9 +1386,9 @@ local v = redis.call('GET', KEYS[1])
 if not v then return false end
 {HEADER}
 if string.sub(v, 72, 103) ~= ARGV[3] then return false end
-local c = string.find(v, ':', 122, true)
+local c = string.find(v, ':', body, true)
 if not c then return 0 end
-local n = tonumber(string.sub(v, 122, c - 1))
+local n = tonumber(string.sub(v, body, c - 1))
 if not n then return 0 end
 if string.sub(v, c + 1, c + n) ~= ARGV[1] then return false end
 local now = tonumber(ARGV[2])
@@ -1407,9 +1416,9 @@ if not v then return 0 end
 {HEADER}
 if tonumber(ARGV[2]) >= math.min(last + idle, deadline) then return 0 end
 if string.sub(v, 72, 103) ~= ARGV[5] then return 0 end
-local c = string.find(v, ':', 122, true)
+local c = string.find(v, ':', body, true)
 if not c then return 0 end
-local n = tonumber(string.sub(v, 122, c - 1))
+local n = tonumber(string.sub(v, body, c - 1))
 if not n or string.sub(v, c + 1, c + n) ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[3])
 return 1
@@ -1418,9 +1427,17 @@ return 1
 });
 
 /// Reads the fixed header of the value `v` into `last`, `deadline` and
-/// `idle`, returning 0 (undecodable) if it is not a version-2 record.
+/// `idle`, and where the body starts into `body`, returning 0
+/// (undecodable) unless it is a record of version 2 or a later one (which
+/// may add header fields after the version-2 ones, see [`decode`]).
 const HEADER: &str = r#"
-if string.sub(v, 1, 3) ~= 'v2 ' or string.sub(v, 121, 121) ~= '\n' then return 0 end
+local ver = tonumber(string.sub(v, 2, 2))
+if string.sub(v, 1, 1) ~= 'v' or not ver or ver < 2 or string.sub(v, 3, 3) ~= ' ' then return 0 end
+local nl = string.sub(v, 121, 121)
+if not (nl == '\n' or (ver > 2 and nl == ' ')) then return 0 end
+local body = string.find(v, '\n', 121, true)
+if not body then return 0 end
+body = body + 1
 local last = tonumber(string.sub(v, 4, 19))
 local deadline = tonumber(string.sub(v, 38, 53))
 local idle = tonumber(string.sub(v, 55, 70))
@@ -1496,14 +1513,17 @@ return out
 });
 
 /// KEYS[1] = session key; ARGV[1] = the id's check hash. Deletes the
-/// session unless it is a version-2 record of another id (whose hash shares
-/// the key half); returns the value deleted, or nil.
+/// session unless it is a record (version 2 or later) of another id (whose
+/// hash shares the key half); returns the value deleted, or nil.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-if string.sub(v, 1, 3) == 'v2 ' and string.sub(v, 72, 103) ~= ARGV[1] then return false end
+local ver = tonumber(string.sub(v, 2, 2))
+if string.sub(v, 1, 1) == 'v' and ver and ver >= 2 and string.sub(v, 72, 103) ~= ARGV[1] then
+  return false
+end
 redis.call('DEL', KEYS[1])
 return v
 "#,
@@ -1527,7 +1547,6 @@ return 0
 // ----------------------------------------------------------------------------
 // Value format
 
-const VERSION: &[u8; 3] = b"v2 ";
 /// Length of the fixed header, including the trailing newline.
 const HEADER_LEN: usize = 121;
 
@@ -1629,10 +1648,32 @@ fn removed_session(raw: &[u8]) -> Option<RemovedSession> {
         .map(|parts| RemovedSession::from_digest(parts.digest))
 }
 
+/// Decodes a record of version 2, or of a later version that follows the
+/// rule every later format must keep for rolling upgrades: the version-2
+/// header fields stay where they are, new header fields come after them
+/// (space-separated, before the newline), and new body fields after the
+/// roles. A reader ignores what it does not know, so a replica not yet
+/// upgraded keeps serving sessions a newer one wrote (an `update` it makes
+/// writes version 2, dropping the newer fields).
 fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
-    if raw.len() < HEADER_LEN || &raw[..3] != VERSION || raw[HEADER_LEN - 1] != b'\n' {
+    let version = match raw {
+        [b'v', digit @ b'2'..=b'9', b' ', ..] => digit - b'0',
+        _ => return Err(UndecodableValue),
+    };
+    if raw.len() < HEADER_LEN {
         return Err(UndecodableValue);
     }
+    let body = match raw[HEADER_LEN - 1] {
+        b'\n' => HEADER_LEN,
+        b' ' if version > 2 => {
+            let newline = raw[HEADER_LEN..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or(UndecodableValue)?;
+            HEADER_LEN + newline + 1
+        }
+        _ => return Err(UndecodableValue),
+    };
     let number = |at: usize| -> Result<u64, UndecodableValue> {
         if at > 3 && raw[at - 1] != b' ' {
             return Err(UndecodableValue);
@@ -1657,7 +1698,7 @@ fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .ok_or(UndecodableValue)?;
 
-    let mut rest = &raw[HEADER_LEN..];
+    let mut rest = &raw[body..];
     let id = take_str(&mut rest)?;
     let name = take_str(&mut rest)?;
     let count = take_len(&mut rest)?;
@@ -1665,7 +1706,7 @@ fn decode(raw: &[u8]) -> Result<Decoded, UndecodableValue> {
     for _ in 0..count {
         roles.push(take_str(&mut rest)?);
     }
-    if !rest.is_empty() {
+    if !rest.is_empty() && version == 2 {
         return Err(UndecodableValue);
     }
     Ok(Decoded {
@@ -1800,6 +1841,27 @@ mod tests {
                 String::from_utf8_lossy(&case)
             );
         }
+    }
+
+    #[test]
+    fn later_versions_are_read_ignoring_what_they_add() {
+        let s = session(Identity::new("a", "A", ["r"]));
+        let v2 = encode(&s, &HashedId::of(s.id()));
+        let mut v3 = v2.clone();
+        v3[1] = b'3';
+        v3[HEADER_LEN - 1] = b' ';
+        v3.splice(HEADER_LEN..HEADER_LEN, b"new-field 42\n".iter().copied());
+        v3.extend_from_slice(b"7:more:it");
+        let back = decode(&v3).unwrap();
+        assert_eq!(back.identity.id(), "a");
+        assert_eq!(back.deadline, s.deadline());
+        // Version 2 itself stays strict, and nothing before 2 is read.
+        let mut v2_extra = v2.clone();
+        v2_extra.extend_from_slice(b"x");
+        assert!(decode(&v2_extra).is_err());
+        let mut v1 = v2.clone();
+        v1[1] = b'1';
+        assert!(decode(&v1).is_err());
     }
 
     #[test]
