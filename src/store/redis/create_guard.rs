@@ -21,13 +21,12 @@
 //! process dies): a session no caller knows, which expires with its TTL, and
 //! index entries that the cap checks drop once they find the session gone.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::Script;
 use tokio::sync::oneshot;
 
 use super::hashed_id::HashedId;
+use super::scripts::UNDO;
 use super::{clamp, RedisStore};
 use crate::store::CreateOutcome;
 use crate::{Limits, Session, StoreError};
@@ -162,18 +161,3 @@ impl Drop for Pending {
         }
     }
 }
-
-/// KEYS[1] = session key; ARGV[1] = the id's check hash, ARGV[2] = the
-/// session's creation time as stored (16 digits). Deletes the session only
-/// if it is that create's (same id, same creation time: an adopted id
-/// created again by someone else keeps its session). Returns 1 if deleted.
-pub(super) static UNDO: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-if string.sub(v, 72, 103) ~= ARGV[1] or string.sub(v, 21, 36) ~= ARGV[2] then return 0 end
-return redis.call('DEL', KEYS[1])
-"#,
-    )
-});
