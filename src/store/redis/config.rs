@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::RedisStore;
 use super::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX};
+#[cfg(doc)]
+use crate::Limits;
 
 /// Settings of a [`RedisStore`]: key prefix, timeouts, global cap.
 ///
@@ -30,7 +34,7 @@ pub struct RedisStoreConfig {
     /// [`RedisStore::connect_cluster`]. Default [`DEFAULT_CONNECT_TIMEOUT`] (5 s).
     pub connect_timeout: Duration,
     /// Whether to keep the global index that enforces
-    /// [`Limits::max_sessions`] (see the [module docs](self) for the
+    /// [`Limits::max_sessions`] (see the [module docs](super) for the
     /// trade-off). Default `true`.
     pub global_cap: bool,
 }

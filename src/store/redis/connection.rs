@@ -13,6 +13,8 @@ use ::redis::{Cmd, RedisError, RedisFuture, Value};
 use super::notices::Notices;
 use super::scripts::FORGET;
 use super::{Inner, RedisStore, RedisStoreConfig};
+#[cfg(doc)]
+use crate::store::ReplicaNotice;
 use crate::StoreError;
 
 #[derive(Clone)]

@@ -242,6 +242,12 @@ mod scripts;
 
 pub use self::config::RedisStoreConfig;
 
+// Only named in the docs above.
+#[cfg(doc)]
+use crate::IdentityLimitPolicy;
+#[cfg(doc)]
+use ::redis::{aio::ConnectionManager, cluster_async::ClusterConnection};
+
 /// Default key prefix of a [`RedisStore`].
 pub const DEFAULT_KEY_PREFIX: &str = "mcp-session:";
 /// Default bound on every [`RedisStore`] call: 500 ms.
