@@ -596,6 +596,45 @@ async fn identity_round_trips<S: SessionStore>(store: S) {
     assert!(got.identity().roles().is_empty());
 }
 
+/// An id is taken only by a live session: one that is logically expired
+/// but still stored (Redis keeps its key a little past its expiry, moka
+/// until its next maintenance) is replaced by a new create, and no longer
+/// counts against its old owner's cap.
+async fn an_expired_but_stored_id_can_be_created_again<S: SessionStore>(store: S) {
+    let clock = ManualClock::starting_now();
+    let unique = SessionId::generate().reveal();
+    let id = SessionId::parse_adopted(&format!("reused-{}", &unique[..16])).unwrap();
+    let cap = limits(1, IdentityLimitPolicy::Reject, 1_000);
+    let first = session_with(id.clone(), &alice(), &clock, IDLE, LIFETIME);
+    store.create(&first, &cap).await.unwrap();
+    // Still live: taken.
+    clock.advance(IDLE - ms(1));
+    let early = session_with(id.clone(), &bob(), &clock, IDLE, LIFETIME);
+    let err = store.create(&early, &cap).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
+    // Idle past its expiry (Redis still holds the key: its TTL runs on
+    // Redis' clock, which has not moved): free again.
+    clock.advance(ms(2));
+    let again = session_with(id.clone(), &bob(), &clock, IDLE, LIFETIME);
+    let outcome = store.create(&again, &cap).await.unwrap();
+    assert!(outcome.evicted.is_empty());
+    let got = store.get(&id, clock.now()).await.unwrap().unwrap();
+    assert_eq!(got.identity_id(), "bob");
+    assert!(store
+        .touch(&id, "alice", clock.now())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .touch(&id, "bob", clock.now())
+        .await
+        .unwrap()
+        .is_some());
+    // Alice's cap of 1 no longer counts the replaced session.
+    let alices = new_session(&alice(), &clock);
+    store.create(&alices, &cap).await.unwrap();
+}
+
 async fn adopted_ids_work<S: SessionStore>(store: S) {
     let clock = ManualClock::starting_now();
     // A unique suffix keeps parallel runs on a shared Redis apart.
@@ -818,6 +857,7 @@ conformance!(
     no_touch_returns_a_session_after_its_delete,
     identity_round_trips,
     adopted_ids_work,
+    an_expired_but_stored_id_can_be_created_again,
     delete_all_of_ends_every_session_of_that_identity_only,
     published_notices_reach_subscribers,
     update_never_moves_a_session_to_another_identity,

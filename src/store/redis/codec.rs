@@ -66,10 +66,10 @@ pub(super) struct Decoded {
     check: [u8; 32],
     /// The id's [`SessionId::digest`].
     digest: u64,
-    identity: Identity,
+    pub(super) identity: Identity,
     last_access: Timestamp,
     created_at: Timestamp,
-    deadline: Timestamp,
+    pub(super) deadline: Timestamp,
     idle: Duration,
 }
 

@@ -10,7 +10,7 @@ use ::redis::{RedisError, Value};
 use super::codec::{decode, encode, removed_session};
 use super::connection::Conn;
 use super::hashed_id::HashedId;
-use super::scripts::ADD_TO_INDEX;
+use super::scripts::{ADD_TO_INDEX, CREATE};
 use super::{
     clamp, ttl_millis, RedisStore, CHECK_CHUNK, GLOBAL_BATCH, GLOBAL_ROUNDS, IDENTITY_CHECK_MAX,
     RECHECK_UNKNOWN_MS,
@@ -31,17 +31,27 @@ impl RedisStore {
         let key = self.session_key(id);
         let value = encode(session, &hashed);
         let ttl = ttl_millis(session.expires_at(), now);
-        let created: Option<()> = ::redis::cmd("SET")
-            .arg(&key)
+        let created: Value = CREATE
+            .key(&key)
             .arg(&value)
-            .arg("NX")
-            .arg("PX")
             .arg(ttl)
-            .query_async(&mut conn)
+            .arg(clamp(now.as_millis()))
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        if created.is_none() {
-            return Err(StoreError::AlreadyExists);
+        match created {
+            Value::Int(1) => {}
+            // Replaced a logically expired session of the same id: its old
+            // owner's index stops counting it (best effort, like `delete`;
+            // if the owner is the same, the index step below re-adds it).
+            Value::BulkString(old) => {
+                if let Ok(old) = decode(&old) {
+                    let old_index = self.identity_key(old.identity.id());
+                    let old_score = clamp(old.deadline.as_millis());
+                    let _ = conn.forget(&old_index, id, old_score).await;
+                }
+            }
+            _ => return Err(StoreError::AlreadyExists),
         }
         let deadline_score = clamp(session.deadline().as_millis());
         let index_ttl = ttl_millis(session.deadline(), now);

@@ -86,10 +86,15 @@
 //!
 //! # Creating, caps, and what is atomic
 //!
-//! 1. `SET s:<hash> <value> NX PX <ms>`: atomic; an existing id is never
-//!    overwritten ([`StoreError::AlreadyExists`]). The TTL is computed from
-//!    the session's own timestamps (`expires_at − last_access`), never from
-//!    Redis' clock.
+//! 1. A script on `s:<hash>` writes the session (`SET … PX <ms>`) unless
+//!    the key holds a session that is live at the create's `now` (or a
+//!    value it cannot decode): a live id is never overwritten
+//!    ([`StoreError::AlreadyExists`]), but one that is logically expired
+//!    and still stored (its key outlives its expiry by a 1 s grace, and by
+//!    any clock difference between the replicas and Redis) is replaced, as
+//!    in every store; its old owner's index then stops counting it. The TTL
+//!    is computed from the session's own timestamps (`expires_at −
+//!    last_access`), never from Redis' clock.
 //! 2. A script on the identity's index (one key, so atomic) drops members
 //!    whose deadline has passed and adds the new id if the identity is
 //!    below [`Limits::max_sessions_per_identity`]. At the cap it reports the
@@ -224,7 +229,7 @@ use self::connection::{store_error, Conn};
 use self::create::join_all;
 use self::hashed_id::HashedId;
 use self::notices::Notices;
-use self::scripts::{ADD_TO_INDEX, DELETE, FORGET, TOUCH, UNDO, UPDATE};
+use self::scripts::{ADD_TO_INDEX, CREATE, DELETE, FORGET, TOUCH, UNDO, UPDATE};
 use super::{CreateOutcome, NoticeListener, RemovedSession, ReplicaNotice, SessionStore};
 use crate::log::log_warn;
 use crate::{Limits, Session, SessionId, StoreError, Timestamp};
@@ -370,6 +375,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         self.bounded(async move {
             for script in [
+                &*CREATE,
                 &*TOUCH,
                 &*UPDATE,
                 &*DELETE,

@@ -17,6 +17,14 @@ fn source(lua: &str) -> String {
         .replace("GRACE_MS", &EXPIRY_GRACE_MS.to_string())
 }
 
+/// The first step of `create`. KEYS[1] = session key; ARGV[1] = value,
+/// ARGV[2] = TTL (ms), ARGV[3] = now. Writes the session unless the key
+/// holds a session that is live at now (or undecodable): returns 0 if the
+/// id is taken, 1 if written, or the replaced value if it replaced a
+/// logically expired session still stored.
+pub(super) static CREATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&source(include_str!("scripts/create.lua"))));
+
 /// The hot path. KEYS[1] = session key; ARGV[1] = owner, ARGV[2] = now
 /// (16 zero-padded digits, written as is), ARGV[3] = the id's check hash.
 /// Returns the stored value if the session is live, of this id and owned
