@@ -45,11 +45,10 @@ async fn creates_cut_off_midway_leave_nothing_half_written() {
     )
     .await
     .unwrap();
-    let limits = Limits {
-        max_sessions: 100_000,
-        max_sessions_per_identity: 100_000,
-        per_identity_policy: IdentityLimitPolicy::Reject,
-    };
+    let limits = Limits::default()
+        .max_sessions(100_000)
+        .max_sessions_per_identity(100_000)
+        .identity_limit(IdentityLimitPolicy::Reject);
     let alice = Identity::new("alice", "Alice", ["reader"]);
 
     // Writes pause for 20 ms out of every 30.

@@ -60,14 +60,14 @@ async fn values_of_this_and_the_next_format_are_served() {
         assert_eq!(redis.cli(&["SET", &key, &raw, "KEEPTTL"]).trim(), "OK");
         assert_eq!(stored_value(&redis, &prefix).1, raw);
 
-        let got = manager.get(session.id()).await.unwrap();
+        let got = manager.get_any_owner(session.id()).await.unwrap();
         assert_eq!(got.identity_id(), "alice", "v{version}: get");
         assert_eq!(got.deadline(), session.deadline(), "v{version}");
-        let touched = manager.refresh_for(session.id(), &alice).await;
+        let touched = manager.refresh(session.id(), &alice).await;
         assert!(touched.is_ok(), "v{version}: touch script: {touched:?}");
         // Someone else's caller still gets nothing.
         let mallory = Identity::new("mallory", "M", ["reader"]);
-        assert!(manager.refresh_for(session.id(), &mallory).await.is_err());
+        assert!(manager.refresh(session.id(), &mallory).await.is_err());
 
         let renamed = Session::from_parts(
             session.id().clone(),
@@ -79,12 +79,20 @@ async fn values_of_this_and_the_next_format_are_served() {
         );
         manager.update(&renamed).await.unwrap();
         assert_eq!(
-            manager.get(session.id()).await.unwrap().identity_name(),
+            manager
+                .get_any_owner(session.id())
+                .await
+                .unwrap()
+                .identity_name(),
             "Alice B.",
             "v{version}: update script"
         );
-        manager.delete(session.id()).await.unwrap();
-        assert!(manager.get(session.id()).await.unwrap_err().is_not_found());
+        manager.delete_any_owner(session.id()).await.unwrap();
+        assert!(manager
+            .get_any_owner(session.id())
+            .await
+            .unwrap_err()
+            .is_not_found());
         assert!(redis
             .cli(&["ZRANGE", &format!("{prefix}i:alice"), "0", "-1"])
             .trim()
