@@ -110,6 +110,17 @@ impl SessionEnded {
         }
     }
 
+    /// Ended here by a store that knows the session by its digest only
+    /// (see [`RemovedSession`](crate::RemovedSession)).
+    pub(crate) fn local_by_digest(digest: u64, reason: EndReason) -> Self {
+        SessionEnded {
+            digest,
+            id: None,
+            reason,
+            remote: false,
+        }
+    }
+
     pub(crate) fn remote(digest: u64, reason: EndReason) -> Self {
         SessionEnded {
             digest,
@@ -124,8 +135,10 @@ impl SessionEnded {
         self.digest
     }
 
-    /// The session's id, when it ended in this process (`None` for an end
-    /// heard from another replica: match on [`SessionEnded::digest`]).
+    /// The session's id, when it ended in this process and the store knew it
+    /// (`None` for an end heard from another replica, and for sessions a
+    /// [`RedisStore`](crate::store::redis::RedisStore) evicted or revoked:
+    /// it keeps only hashes of ids. Match on [`SessionEnded::digest`]).
     pub fn id(&self) -> Option<&SessionId> {
         self.id.as_ref()
     }

@@ -107,5 +107,5 @@ pub use session::Session;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::redis::{RedisStore, RedisStoreConfig};
-pub use store::{AnyStore, CreateOutcome, MokaStore, ReplicaNotice, SessionStore};
+pub use store::{AnyStore, CreateOutcome, MokaStore, RemovedSession, ReplicaNotice, SessionStore};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

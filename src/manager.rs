@@ -7,7 +7,7 @@ use crate::events::{EndReason, Hooks, OnSessionEnd, SessionEnded};
 use crate::log::log_warn;
 use crate::observe::{self, Started, TimedTouch};
 use crate::roles::{DynRoleSource, RoleCache, RoleSource, RolesUnavailable};
-use crate::store::{CreateOutcome, NoticeListener, ReplicaNotice, SessionStore};
+use crate::store::{CreateOutcome, NoticeListener, RemovedSession, ReplicaNotice, SessionStore};
 use crate::{
     Clock, Config, ConfigError, Identity, MokaStore, Roles, Session, SessionError, SessionId,
     StoreError, SystemClock, Timestamp,
@@ -299,7 +299,7 @@ impl<S: SessionStore> SessionManager<S> {
         let outcome = outcome?;
         observe::session_created(self.inner.store.name(), session.id().digest());
         for evicted in &outcome.evicted {
-            self.ended(evicted, EndReason::Evicted, None);
+            self.removed(evicted, EndReason::Evicted);
         }
         Ok((session, outcome))
     }
@@ -439,8 +439,8 @@ impl<S: SessionStore> SessionManager<S> {
         let ended = self.inner.store.delete_all_of(identity_id).await;
         self.store_done("delete_all_of", started, &ended);
         let ended = ended?;
-        for id in &ended {
-            self.ended(id, EndReason::Revoked, None);
+        for removed in &ended {
+            self.removed(removed, EndReason::Revoked);
         }
         self.invalidate_roles(identity_id).await?;
         Ok(ended.len())
@@ -513,10 +513,25 @@ impl<S: SessionStore> SessionManager<S> {
     fn ended(&self, id: &SessionId, reason: EndReason, created_at: Option<Timestamp>) {
         let lasted = created_at.map(|at| self.now().saturating_since(at));
         observe::session_ended(self.inner.store.name(), id.digest(), reason, lasted);
-        self.inner.hooks.tell(&SessionEnded::local(id, reason));
+        self.tell_ended(SessionEnded::local(id, reason));
+    }
+
+    /// A session the store removed by itself, known by id or only by digest.
+    fn removed(&self, removed: &RemovedSession, reason: EndReason) {
+        match removed.id() {
+            Some(id) => self.ended(id, reason, None),
+            None => {
+                observe::session_ended(self.inner.store.name(), removed.digest(), reason, None);
+                self.tell_ended(SessionEnded::local_by_digest(removed.digest(), reason));
+            }
+        }
+    }
+
+    fn tell_ended(&self, ended: SessionEnded) {
+        self.inner.hooks.tell(&ended);
         let notice = ReplicaNotice::SessionEnded {
-            digest: id.digest(),
-            reason,
+            digest: ended.digest(),
+            reason: ended.reason(),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let manager = self.clone();

@@ -760,7 +760,10 @@ impl SessionStore for CountingStore {
         self.inner.delete(id).await
     }
 
-    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_all_of(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<mcp_session::RemovedSession>, StoreError> {
         self.check()?;
         self.inner.delete_all_of(identity_id).await
     }

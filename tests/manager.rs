@@ -131,7 +131,7 @@ async fn caps_evict_oldest_or_reject() {
         ids.push(m.create(&alice()).await.unwrap().id().clone());
     }
     let (_, outcome) = m.create_reporting(&alice()).await.unwrap();
-    assert_eq!(outcome.evicted, vec![ids[0].clone()]);
+    assert_eq!(outcome.evicted, vec![ids[0].clone().into()]);
     assert!(m.get_any_owner(&ids[0]).await.unwrap_err().is_not_found());
     assert!(m.get_any_owner(&ids[1]).await.is_ok());
 

@@ -73,7 +73,11 @@ pub struct Options {
 
     /// Serve `GET /metrics` (Prometheus text) alone on this address, e.g.
     /// 127.0.0.1:9090; default: on `--addr`, beside `/mcp`.
-    #[arg(long = "metrics-addr", env = "MCP_DEMO_METRICS_ADDR", value_name = "ADDR")]
+    #[arg(
+        long = "metrics-addr",
+        env = "MCP_DEMO_METRICS_ADDR",
+        value_name = "ADDR"
+    )]
     pub metrics_addr: Option<SocketAddr>,
 }
 

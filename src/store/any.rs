@@ -4,7 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::{CreateOutcome, MokaStore, NoticeListener, ReplicaNotice, SessionStore};
+use super::{
+    CreateOutcome, MokaStore, NoticeListener, RemovedSession, ReplicaNotice, SessionStore,
+};
 use crate::{Limits, Session, SessionId, StoreError, Timestamp};
 
 /// One of the built-in stores, picked at run time (in memory unless a Redis
@@ -139,7 +141,7 @@ impl SessionStore for AnyStore {
         each!(self, store => store.delete(id).await)
     }
 
-    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<RemovedSession>, StoreError> {
         each!(self, store => store.delete_all_of(identity_id).await)
     }
 

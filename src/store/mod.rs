@@ -42,7 +42,65 @@ pub mod redis;
 pub struct CreateOutcome {
     /// Sessions of the same identity terminated to make room, oldest first
     /// (only with [`crate::IdentityLimitPolicy::EvictOldest`]).
-    pub evicted: Vec<SessionId>,
+    pub evicted: Vec<RemovedSession>,
+}
+
+/// A session a store removed on its own: evicted by
+/// [`SessionStore::create`], or ended by [`SessionStore::delete_all_of`].
+///
+/// Known by its [digest](SessionId::digest) always, and by its id when the
+/// store keeps ids: [`MokaStore`] does; a store that keeps only hashes of
+/// them, like [`RedisStore`](crate::RedisStore), cannot give the id back.
+///
+/// ```
+/// use mcp_session::{store::RemovedSession, SessionId};
+///
+/// let id = SessionId::generate();
+/// let by_id = RemovedSession::from(id.clone());
+/// assert_eq!(by_id.id(), Some(&id));
+/// assert_eq!(by_id.digest(), id.digest());
+/// let by_digest = RemovedSession::from_digest(id.digest());
+/// assert_eq!(by_digest.id(), None);
+/// assert!(by_digest.is(&id));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedSession {
+    digest: u64,
+    id: Option<SessionId>,
+}
+
+impl RemovedSession {
+    /// A removed session known only by its digest.
+    pub fn from_digest(digest: u64) -> Self {
+        RemovedSession { digest, id: None }
+    }
+
+    /// The session's [`SessionId::digest`].
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The session's id, if the store knows it.
+    pub fn id(&self) -> Option<&SessionId> {
+        self.id.as_ref()
+    }
+
+    /// Whether this is (as far as its digest tells) the session `id`.
+    pub fn is(&self, id: &SessionId) -> bool {
+        match &self.id {
+            Some(own) => own == id,
+            None => self.digest == id.digest(),
+        }
+    }
+}
+
+impl From<SessionId> for RemovedSession {
+    fn from(id: SessionId) -> Self {
+        RemovedSession {
+            digest: id.digest(),
+            id: Some(id),
+        }
+    }
 }
 
 /// A message every replica sharing a store acts on (see
@@ -120,11 +178,11 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Removes every session of the identity (an identity id): revocation,
-    /// "log out everywhere". Returns the ids of the live sessions removed.
+    /// "log out everywhere". Returns the live sessions removed.
     fn delete_all_of(
         &self,
         identity_id: &str,
-    ) -> impl Future<Output = Result<Vec<SessionId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RemovedSession>, StoreError>> + Send;
 
     /// Sends `notice` to every replica sharing this store (their listeners
     /// registered with [`SessionStore::subscribe`]; possibly this process's

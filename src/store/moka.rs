@@ -10,7 +10,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::{CreateOutcome, SessionStore};
+use super::{CreateOutcome, RemovedSession, SessionStore};
 use crate::{
     CapacityScope, Identity, IdentityLimitPolicy, Limits, Session, SessionId, StoreError, Timestamp,
 };
@@ -381,7 +381,7 @@ impl MokaStore {
                             entry.sessions.drain(..excess).map(|(id, _)| id).collect();
                         for id in evicted {
                             self.remove(&id);
-                            outcome.evicted.push(id);
+                            outcome.evicted.push(id.into());
                         }
                     }
                 }
@@ -584,7 +584,7 @@ impl SessionStore for MokaStore {
     fn delete_all_of(
         &self,
         identity_id: &str,
-    ) -> impl std::future::Future<Output = Result<Vec<SessionId>, StoreError>> + Send {
+    ) -> impl std::future::Future<Output = Result<Vec<RemovedSession>, StoreError>> + Send {
         let held: Vec<SessionId> = {
             let mut index = lock(&self.inner.index);
             self.apply_removals(&mut index);
@@ -593,7 +593,11 @@ impl SessionStore for MokaStore {
             })
         };
         // Each removal reaches the index through the eviction listener.
-        let removed = held.into_iter().filter(|id| self.remove(id)).collect();
+        let removed = held
+            .into_iter()
+            .filter(|id| self.remove(id))
+            .map(RemovedSession::from)
+            .collect();
         ready(Ok(removed))
     }
 }

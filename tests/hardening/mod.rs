@@ -157,7 +157,10 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.inner.delete(id).await
     }
 
-    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_all_of(
+        &self,
+        identity_id: &str,
+    ) -> Result<Vec<mcp_session::RemovedSession>, StoreError> {
         self.inner.delete_all_of(identity_id).await
     }
 
