@@ -7,6 +7,8 @@
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/mcp_http.rs"]
+mod mcp_http;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -14,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use example_server::{example_binary, Replica};
+use mcp_http::post_as;
 use redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -29,29 +32,6 @@ async fn post(
     body: Value,
 ) -> reqwest::Response {
     post_as(client, url, "alice-token", session, body).await
-}
-
-async fn post_as(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    let mut req = client
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(id) = session {
-        req = req
-            .header("mcp-session-id", id)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    tokio::time::timeout(Duration::from_secs(10), req.send())
-        .await
-        .expect("answer within 10 s")
-        .unwrap()
 }
 
 async fn whoami(client: &reqwest::Client, url: &str, id: &str) -> reqwest::Response {

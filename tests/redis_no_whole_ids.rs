@@ -12,6 +12,8 @@
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/mcp_http.rs"]
+mod mcp_http;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -58,20 +60,7 @@ async fn post(
     session: Option<&str>,
     body: serde_json::Value,
 ) -> reqwest::Response {
-    let mut req = client
-        .post(url)
-        .bearer_auth("alice-token")
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(id) = session {
-        req = req
-            .header("mcp-session-id", id)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    tokio::time::timeout(Duration::from_secs(10), req.send())
-        .await
-        .expect("answer within 10 s")
-        .unwrap()
+    mcp_http::post_as(client, url, "alice-token", session, body).await
 }
 
 #[tokio::test]

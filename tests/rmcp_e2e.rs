@@ -226,18 +226,7 @@ impl Server {
     /// `initialize`; returns the session id from the response header.
     async fn initialize(&self, token: &str) -> String {
         let response = self
-            .post(
-                token,
-                Era::Handshake(None),
-                json!({
-                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {
-                        "protocolVersion": HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "rmcp-e2e", "version": "1"}
-                    }
-                }),
-            )
+            .post(token, Era::Handshake(None), initialize_request())
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         let id = response
@@ -298,6 +287,18 @@ impl Server {
             .await
             .unwrap()
     }
+}
+
+/// A handshake-era `initialize` (id 1).
+fn initialize_request() -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": HANDSHAKE_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "rmcp-e2e", "version": "1"}
+        }
+    })
 }
 
 fn sessionless_meta() -> Value {
@@ -590,18 +591,7 @@ async fn misconfigured_id_mode_fails_initialize_loudly() {
     ] {
         let server = start_with(mode, legacy_sessions).await;
         let response = server
-            .post(
-                ALICE,
-                Era::Handshake(None),
-                json!({
-                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {
-                        "protocolVersion": HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "rmcp-e2e", "version": "1"}
-                    }
-                }),
-            )
+            .post(ALICE, Era::Handshake(None), initialize_request())
             .await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{mode:?}");
         assert!(
@@ -635,18 +625,7 @@ async fn refused_misconfigured_initialize_leaves_no_session() {
     let server = serve(Router::new().nest_service("/mcp", mcp), stop).await;
     for _ in 0..3 {
         let response = server
-            .post(
-                ALICE,
-                Era::Handshake(None),
-                json!({
-                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {
-                        "protocolVersion": HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "rmcp-e2e", "version": "1"}
-                    }
-                }),
-            )
+            .post(ALICE, Era::Handshake(None), initialize_request())
             .await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use axum::routing::get;
 use axum::Router;
 use mcp_session::observe::metrics as names;
-use mcp_session::{MokaStore, SessionManager, SessionStore};
+use mcp_session::{AnyStore, SessionManager};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Logs to stderr (stdout carries the `listening on …` line scripts wait
@@ -53,15 +53,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// `GET /metrics`: the Prometheus text. Over the in-memory store it first
 /// sweeps expired sessions, so that their ends are counted by scrape time.
-pub fn metrics_router<S: SessionStore>(manager: SessionManager<S>) -> Router {
+pub fn metrics_router(manager: SessionManager<AnyStore>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let manager = manager.clone();
             async move {
-                if let Some(store) =
-                    (manager.store() as &dyn std::any::Any).downcast_ref::<MokaStore>()
-                {
+                if let Some(store) = manager.store().as_moka() {
                     store.run_pending_tasks();
                 }
                 (
