@@ -13,7 +13,6 @@ mod mcp_http;
 mod redis_server;
 
 use std::process::Command;
-use std::time::Duration;
 
 use example_server::{example_binary, Replica};
 use mcp_http::post_as;
