@@ -9,7 +9,6 @@
 //! under `CI=true`).
 #![cfg(feature = "rmcp")]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcp_session::IdMode;
@@ -47,26 +46,17 @@ async fn run(mode: IdMode, timeout_secs: u64, redis_url: Option<String>, check: 
     let running = tokio::spawn(server::serve(listener, options, async {
         let _ = stopped.await;
     }));
-    let client = tokio::process::Command::new(python_sdk::python())
-        .arg(SCRIPT)
-        .arg(format!("http://{addr}/mcp"))
-        .args(check)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), client)
-        .await
-        .expect("the notes client finishes within 180 s")
-        .expect("the notes client runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "notes check {check:?} failed ({mode:?}): {}\n{stdout}\n{stderr}",
-        output.status
-    );
+    let url = format!("http://{addr}/mcp");
+    let args: Vec<&str> = std::iter::once(url.as_str())
+        .chain(check.iter().copied())
+        .collect();
+    python_sdk::run_checks(
+        SCRIPT,
+        &args,
+        Duration::from_secs(180),
+        &format!("notes check {check:?} ({mode:?})"),
+    )
+    .await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await

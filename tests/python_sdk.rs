@@ -11,7 +11,6 @@
 //! `CI=true`, where they fail. `PYTHON` overrides the interpreter.
 #![cfg(feature = "rmcp")]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcp_session::IdMode;
@@ -49,27 +48,13 @@ async fn check_example_server(mode: IdMode, session_ids: &str) {
     }));
 
     let url = format!("http://{addr}/mcp");
-    let client = tokio::process::Command::new(python_sdk::python())
-        .arg(SCRIPT)
-        .arg(&url)
-        .args(["--mode", "all", "--session-ids", session_ids])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), client)
-        .await
-        .expect("the Python SDK client finishes within 120 s")
-        .expect("the Python SDK client runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "Python SDK check against the example server ({mode:?}) failed: {}\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    python_sdk::run_checks(
+        SCRIPT,
+        &[&url, "--mode", "all", "--session-ids", session_ids],
+        Duration::from_secs(120),
+        &format!("Python SDK check against the example server ({mode:?})"),
+    )
+    .await;
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running)

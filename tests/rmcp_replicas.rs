@@ -27,7 +27,6 @@ mod python_sdk;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -347,25 +346,13 @@ async fn python_sdk_session_alternates_between_two_adopt_replicas() {
         return;
     };
     let (a, b) = (adopt_replica(&redis), adopt_replica(&redis));
-    let run = tokio::process::Command::new(python_sdk::python())
-        .arg(SCRIPT)
-        .args([&a.url, &b.url])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the Python SDK client finishes within 120 s")
-        .expect("the Python SDK client runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "Python SDK client alternating between two replicas failed: {}\n{stdout}\n{stderr}",
-        output.status
-    );
+    python_sdk::run_checks(
+        SCRIPT,
+        &[&a.url, &b.url],
+        Duration::from_secs(120),
+        "Python SDK client alternating between two replicas",
+    )
+    .await;
     // The client ended its sessions (DELETE): nothing left anywhere.
     let client = reqwest::Client::new();
     assert!(rmcp_empty(&client, [&a, &b]).await);

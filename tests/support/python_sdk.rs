@@ -42,3 +42,34 @@ pub fn available(imports: &str, check: &str) -> bool {
     }
     false
 }
+
+/// Runs `script` with `args` on the interpreter, within `limit`; prints its
+/// output and fails the test, naming `what`, unless it exits 0 and says
+/// `all checks passed`. Returns its stdout.
+pub async fn run_checks(
+    script: &str,
+    args: &[&str],
+    limit: std::time::Duration,
+    what: &str,
+) -> String {
+    let run = tokio::process::Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the Python client finishes within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{what}: the Python client runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{what} failed: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
