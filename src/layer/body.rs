@@ -1,5 +1,6 @@
-//! Body types the layer hands on: requests whose body it had to read, and
-//! responses it answers itself.
+//! The one body type the layer hands on, both ways: the original body passed
+//! through, the same body tied to a session's life (event streams), or bytes
+//! the layer holds itself (a request body it read, an error it answers).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,104 +11,75 @@ use pin_project_lite::pin_project;
 
 use super::local::StreamGuard;
 
+/// The request body the inner service receives: the original stream, or the
+/// bytes the layer already read (to detect `initialize`, or to apply a
+/// policy).
+pub type RequestBody<B> = LayerBody<B>;
+
+/// The response body the layer returns: the inner service's, or a JSON-RPC
+/// error the layer produced itself. No `Default` bound on the inner body is
+/// needed.
+pub type ResponseBody<B> = LayerBody<B>;
+
 pin_project! {
-    /// The request body the inner service receives: the original stream, or
-    /// the bytes the layer already read (to detect `initialize`).
-    #[project = RequestBodyProj]
-    #[allow(missing_docs)] // fields are described on their variants
-
-    pub enum RequestBody<B> {
-        /// Passed through untouched: `body` is the original body.
-        Streaming { #[pin] body: B },
-        /// Read by the layer, replayed as one frame: `bytes` are those not yet handed on.
-        Buffered { bytes: Option<Bytes> },
-    }
-}
-
-impl<B> RequestBody<B> {
-    pub(crate) fn streaming(body: B) -> Self {
-        RequestBody::Streaming { body }
-    }
-
-    pub(crate) fn buffered(bytes: Bytes) -> Self {
-        RequestBody::Buffered {
-            bytes: (!bytes.is_empty()).then_some(bytes),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for RequestBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            RequestBodyProj::Streaming { body } => body.poll_frame(cx),
-            RequestBodyProj::Buffered { bytes } => {
-                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Streaming { body } => body.is_end_stream(),
-            RequestBody::Buffered { bytes } => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Streaming { body } => body.size_hint(),
-            RequestBody::Buffered { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-        }
+    /// A body passed through the layer (see [`RequestBody`] and
+    /// [`ResponseBody`]). It yields the same frames, data and errors as the
+    /// body it wraps; only its origin differs, and that stays private so
+    /// that new origins are not a breaking change.
+    pub struct LayerBody<B> {
+        #[pin]
+        kind: Kind<B>,
     }
 }
 
 pin_project! {
-    /// The response body: the inner service's, or a JSON-RPC error the layer
-    /// produced itself. No `Default` bound on the inner body is needed.
-    #[project = ResponseBodyProj]
-    #[allow(missing_docs)] // fields are described on their variants
-
-    pub enum ResponseBody<B> {
-        /// The inner service's `body`.
+    #[project = KindProj]
+    enum Kind<B> {
+        // Passed through untouched.
         Inner { #[pin] body: B },
-        /// The inner service's event stream on a session: it ends when the
-        /// session does (`guard` also keeps the session alive meanwhile).
-        Stream { #[pin] body: B, guard: Box<StreamGuard> },
-        /// A body the layer produced (a JSON-RPC error, or empty): `bytes` not yet sent.
-        Layer { bytes: Option<Bytes> },
+        // The inner service's event stream on a session: it ends when the
+        // session does (`guard` also keeps the session alive meanwhile).
+        Guarded { #[pin] body: B, guard: Box<StreamGuard> },
+        // Bytes the layer holds (read from the request, or its own answer),
+        // replayed as one frame: `None` once handed on, or if empty.
+        Held { bytes: Option<Bytes> },
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B> LayerBody<B> {
+    /// The original body, untouched.
     pub(crate) fn inner(body: B) -> Self {
-        ResponseBody::Inner { body }
-    }
-
-    pub(crate) fn error(bytes: Bytes) -> Self {
-        ResponseBody::Layer { bytes: Some(bytes) }
-    }
-
-    pub(crate) fn empty() -> Self {
-        ResponseBody::Layer { bytes: None }
-    }
-
-    pub(crate) fn stream(body: B, guard: StreamGuard) -> Self {
-        ResponseBody::Stream {
-            body,
-            guard: Box::new(guard),
+        LayerBody {
+            kind: Kind::Inner { body },
         }
     }
+
+    /// Bytes the layer holds, sent as one frame (none if empty).
+    pub(crate) fn held(bytes: Bytes) -> Self {
+        LayerBody {
+            kind: Kind::Held {
+                bytes: (!bytes.is_empty()).then_some(bytes),
+            },
+        }
+    }
+
+    /// A body that ends as soon as `guard`'s session does.
+    pub(crate) fn guarded(body: B, guard: StreamGuard) -> Self {
+        LayerBody {
+            kind: Kind::Guarded {
+                body,
+                guard: Box::new(guard),
+            },
+        }
+    }
+
+    /// An empty body the layer answers with.
+    pub(crate) fn empty() -> Self {
+        Self::held(Bytes::new())
+    }
 }
 
-impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+impl<B: Body<Data = Bytes>> Body for LayerBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -115,36 +87,63 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Inner { body } => body.poll_frame(cx),
-            ResponseBodyProj::Stream { body, guard } => {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Guarded { body, guard } => {
                 if guard.poll_ended(cx).is_ready() {
                     return Poll::Ready(None); // the session ended: so does its stream
                 }
                 body.poll_frame(cx)
             }
-            ResponseBodyProj::Layer { bytes } => {
-                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
-            }
+            KindProj::Held { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Inner { body } | ResponseBody::Stream { body, .. } => {
-                body.is_end_stream()
-            }
-            ResponseBody::Layer { bytes } => bytes.is_none(),
+        match &self.kind {
+            Kind::Inner { body } | Kind::Guarded { body, .. } => body.is_end_stream(),
+            Kind::Held { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Inner { body } => body.size_hint(),
-            ResponseBody::Stream { .. } => SizeHint::default(),
-            ResponseBody::Layer { bytes } => {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            // It may end early, when the session does.
+            Kind::Guarded { .. } => SizeHint::default(),
+            Kind::Held { bytes } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn held_bytes_are_one_frame_with_an_exact_size() {
+        let body: LayerBody<http_body_util::Empty<Bytes>> = LayerBody::held(Bytes::from("abc"));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, Bytes::from("abc"));
+    }
+
+    #[tokio::test]
+    async fn empty_held_body_is_at_its_end() {
+        let body: LayerBody<http_body_util::Empty<Bytes>> = LayerBody::empty();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert!(body.collect().await.unwrap().to_bytes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn inner_body_passes_through() {
+        let body = LayerBody::inner(http_body_util::Full::new(Bytes::from("xyz")));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), Bytes::from("xyz"));
     }
 }

@@ -100,7 +100,7 @@ where
     }
 
     pub(crate) fn calling(mut inner: T, request: Request<ReqB>) -> Self {
-        let call = inner.call(request.map(RequestBody::streaming));
+        let call = inner.call(request.map(RequestBody::inner));
         Self::from_state(State::Calling { call, govern: None })
     }
 
@@ -179,7 +179,7 @@ where
                     _ => None,
                 };
                 return Poll::Ready(Ok(match guard {
-                    Some(guard) => response.map(|body| ResponseBody::stream(body, guard)),
+                    Some(guard) => response.map(|body| ResponseBody::guarded(body, guard)),
                     None => response.map(ResponseBody::inner),
                 }));
             }
@@ -234,7 +234,7 @@ where
             // One extension: the session carries the granted roles.
             request.extensions_mut().insert(session.with_granted(roles));
             State::Calling {
-                call: inner.call(request.map(RequestBody::streaming)),
+                call: inner.call(request.map(RequestBody::inner)),
                 govern,
             }
         }

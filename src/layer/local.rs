@@ -172,7 +172,7 @@ impl LocalSessions {
         let host = first.headers().get(http::header::HOST).cloned();
         let _ = self.closer.set(Box::new(move |id: SessionId| {
             let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let mut request = Request::new(RequestBody::<ReqB>::buffered(Bytes::new()));
+            let mut request = Request::new(RequestBody::<ReqB>::held(Bytes::new()));
             *request.method_mut() = http::Method::DELETE;
             *request.uri_mut() = uri.clone();
             // The layer's own request: layers between it and the inner

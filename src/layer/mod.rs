@@ -136,7 +136,7 @@ mod local;
 mod rejection;
 mod unsessioned;
 
-pub use body::{RequestBody, ResponseBody};
+pub use body::{LayerBody, RequestBody, ResponseBody};
 pub use classify::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SESSIONLESS_PROTOCOL_VERSION};
 pub use error_response::ErrorResponse;
 pub use future::ResponseFuture;

@@ -223,6 +223,6 @@ impl Rejection {
             .challenge(challenge)
             .retry_after(retry_after)
             .into_bytes_response()
-            .map(|bytes| ResponseBody::error(bytes))
+            .map(|bytes| ResponseBody::held(bytes))
     }
 }

@@ -62,7 +62,7 @@ where
         Err(rejection) => return reject(rejection),
     };
     // The inner service gets the very bytes the layer read.
-    let mut request = Request::from_parts(parts, RequestBody::buffered(bytes));
+    let mut request = Request::from_parts(parts, RequestBody::held(bytes));
     if verdict == BodyVerdict::Initialize {
         RequestSpan::current().method("initialize");
     }
@@ -287,7 +287,7 @@ where
         Ok(()) => {
             if settings.id_mode == IdMode::Adopt {
                 insert_caller(&mut request, identity);
-                let response = call_raw(inner, request.map(RequestBody::streaming)).await?;
+                let response = call_raw(inner, request.map(RequestBody::inner)).await?;
                 if !response.status().is_success() {
                     return Ok(response.map(ResponseBody::inner));
                 }

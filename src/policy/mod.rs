@@ -261,7 +261,7 @@ where
         };
         if request.method() != Method::POST {
             let mut inner = inner;
-            let future = inner.call(request.map(RequestBody::streaming));
+            let future = inner.call(request.map(RequestBody::inner));
             return PolicyFuture {
                 state: State::Calling { future, plan: None },
                 settings,
@@ -576,7 +576,7 @@ where
         Err(rejection) => return reject(rejection),
     };
     let private_scope = is_2026(&parts.headers);
-    let request = Request::from_parts(parts, RequestBody::buffered(bytes));
+    let request = Request::from_parts(parts, RequestBody::held(bytes));
     let future = inner.call(request);
     State::Calling {
         future,
@@ -827,7 +827,7 @@ fn passed<B>(body: B) -> PolicyBody<B> {
 }
 
 fn produced<B>(bytes: Bytes) -> PolicyBody<B> {
-    ResponseBody::error(bytes)
+    ResponseBody::held(bytes)
 }
 
 impl<B: Body<Data = Bytes>> Body for FilteredBody<B> {
