@@ -29,9 +29,9 @@
 //! - `layer_metrics`: `layer` with the `metrics` feature recording into a
 //!   real recorder (`metrics-exporter-prometheus`'s), against `layer`,
 //!   whose manager registered its handles while no recorder was on (the
-//!   `metrics` facade's no-op). Benches build with the dev-dependency's
-//!   features, so both have the feature compiled in; the difference is
-//!   what recording costs (issue 15: within 10%).
+//!   `metrics` facade's no-op). The bench requires the `metrics` feature,
+//!   so both have it compiled in; the difference is what recording costs
+//!   (issue 15: within 10%).
 //!
 //! Targets (issue 4): `layer - bare <= 2 x (floor - harness)`, and
 //! `tower_sessions - bare >= 5 x (layer - bare)`. `benches/summarize.py`
@@ -42,8 +42,8 @@
 //! targets are ratios, and `summarize.py` takes the median of the
 //! per-round ratios.
 //!
-//! `cargo bench --bench hot_path`; `HOT_PATH_SIZES=1000,100000` narrows the
-//! session counts.
+//! `cargo bench --all-features --bench hot_path` (it needs `metrics`);
+//! `HOT_PATH_SIZES=1000,100000` narrows the session counts.
 
 use std::cell::Cell;
 use std::convert::Infallible;

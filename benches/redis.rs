@@ -23,7 +23,7 @@
 //! propagation delay of an invalidation. It prints the median and p99 over
 //! 1,000 invalidations, and criterion times it too.
 //!
-//! `cargo bench --bench redis`. Without `redis-server` on `PATH` it says so
+//! `cargo bench --features redis --bench redis`. Without `redis-server` on `PATH` it says so
 //! and exits successfully.
 
 use std::cell::Cell;

@@ -5,9 +5,9 @@
 //! fixed test identity inserted by a middleware outside the layer.
 //!
 //! ```text
-//! cargo run --example conformance -- [--mode adopt|mint] [--addr 127.0.0.1:3001]
-//!                                     [--redis-url redis://127.0.0.1:6379]
-//!                                     [--no-event-store] [--without-layer]
+//! cargo run --example conformance --all-features -- [--mode adopt|mint] [--addr 127.0.0.1:3001]
+//!                                                    [--redis-url redis://127.0.0.1:6379]
+//!                                                    [--no-event-store] [--without-layer]
 //! ```
 //!
 //! - `--mode adopt` (default): rmcp keeps its legacy session mode (it mints

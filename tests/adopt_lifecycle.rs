@@ -4,7 +4,6 @@
 //! `LocalSessionManager`, and by sending the id straight to rmcp, which then
 //! answers its own 404); caps hold for rmcp's sessions; open streams keep
 //! their session alive and end with it.
-#![cfg(feature = "rmcp")]
 
 #[path = "hardening/mod.rs"]
 mod hardening;

@@ -3,7 +3,6 @@
 //! test starts: each serves the other's sessions, and a session terminated
 //! on one is gone on the other; roles changed and sessions revoked through
 //! one replica's admin tools take effect on the other's next request.
-#![cfg(feature = "redis")]
 
 #[path = "support/example_server.rs"]
 mod example_server;

@@ -7,7 +7,6 @@
 //!
 //! Needs `python3` with `mcp==2.3.0` (a loud notice without it; a failure
 //! under `CI=true`).
-#![cfg(feature = "rmcp")]
 
 use std::time::Duration;
 

@@ -9,7 +9,6 @@
 //! Needs `python3` with the SDK: `python3 -m pip install 'mcp==2.3.0'`.
 //! Without it these tests print a loud notice and pass, except under
 //! `CI=true`, where they fail. `PYTHON` overrides the interpreter.
-#![cfg(feature = "rmcp")]
 
 use std::time::Duration;
 

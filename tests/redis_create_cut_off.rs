@@ -8,7 +8,6 @@
 //! caller mid-way (a client that disconnects). Once things settle, the
 //! session keys, the identity index and the global index hold exactly the
 //! sessions whose create returned `Ok`.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

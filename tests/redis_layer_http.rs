@@ -2,7 +2,6 @@
 //! two connections) share sessions through one `redis-server`, and a Redis
 //! that dies makes the layer answer 503 + `Retry-After` within the store
 //! timeout, then recover in the same process when Redis returns.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

@@ -8,7 +8,6 @@
 //!   scan of everything stored after the create.
 //! - In process, the paths the example does not take on its own: an
 //!   eviction at the per-identity cap, `update`, and a revocation.
-#![cfg(feature = "redis")]
 
 #[path = "support/example_server.rs"]
 mod example_server;

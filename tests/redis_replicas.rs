@@ -6,7 +6,6 @@
 //!   call, counted with `INFO commandstats` and with `MONITOR`;
 //! - killing Redis makes calls fail with a `StoreError` within the timeout
 //!   (no hang, no panic), and restarting it lets the same store recover.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

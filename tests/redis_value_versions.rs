@@ -2,7 +2,6 @@
 //! its own format (version 2) and of a later one that adds header and body
 //! fields, written raw into Redis as a newer replica would, and serves them
 //! on every path: `get`, the `touch` script, the `update` script, `delete`.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

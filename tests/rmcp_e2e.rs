@@ -6,7 +6,6 @@
 //!   mints 64-hex ids;
 //! - adopt mode: rmcp's legacy sessions, the layer adopts rmcp's UUIDs;
 //! - sessionless 2026-07-28 requests in both modes.
-#![cfg(feature = "rmcp")]
 
 use std::sync::Arc;
 use std::time::Duration;

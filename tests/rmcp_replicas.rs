@@ -18,7 +18,6 @@
 //!
 //! Needs `redis-server` (and `python3` with `mcp==2.3.0` for the SDK test):
 //! without them the tests say so loudly and pass, except under `CI=true`.
-#![cfg(all(feature = "rmcp", feature = "redis"))]
 
 #[path = "support/example_server.rs"]
 mod example_server;

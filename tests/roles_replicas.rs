@@ -3,7 +3,6 @@
 //! directory and one `redis-server` (or a 3-master Cluster) that this test
 //! starts. The cached roles are allowed to live an hour here, so whatever a
 //! replica sees fresh came through the notice channel.
-#![cfg(feature = "redis")]
 
 #[path = "support/directory.rs"]
 mod directory;
