@@ -25,7 +25,13 @@ pub fn example_binary_named(name: &str) -> PathBuf {
     let binary = profile_dir.join("examples").join(name);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", name, "--manifest-path"])
+            .args([
+                "build",
+                "--all-features",
+                "--example",
+                name,
+                "--manifest-path",
+            ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
             .status()
