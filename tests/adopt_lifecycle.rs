@@ -7,13 +7,12 @@
 
 #[path = "hardening/mod.rs"]
 mod hardening;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Router;
 use futures::StreamExt;
 use hardening::CountingStore;
@@ -27,6 +26,7 @@ use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServerHandler;
+use test_auth::{bearer, readers};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
@@ -41,22 +41,6 @@ impl ServerHandler for Empty {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().build())
     }
-}
-
-/// `Authorization: Bearer <user>` → that identity; `x-slow-init` makes the
-/// request wait before it goes on (a slow inner server).
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("nobody")
-        .to_owned();
-    request
-        .extensions_mut()
-        .insert(Identity::new(&user, &user, ["reader"]));
-    next.run(request).await
 }
 
 struct Server<S: SessionStore> {
@@ -98,8 +82,11 @@ async fn start<S: SessionStore>(manager: SessionManager<S>) -> Server<S> {
         },
     );
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(auth))
-        .layer(SessionLayer::new(manager.clone()).id_mode(IdMode::Adopt))
+        .layer(
+            SessionLayer::new(manager.clone())
+                .id_mode(IdMode::Adopt)
+                .resolve_identity(bearer(readers)),
+        )
         .service(slow_rmcp);
     let app = Router::new()
         .nest_service("/mcp", mcp)
@@ -434,8 +421,7 @@ async fn mint_mode_streams_end_with_their_session() {
         },
     );
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(auth))
-        .layer(SessionLayer::new(manager.clone()))
+        .layer(SessionLayer::new(manager.clone()).resolve_identity(bearer(readers)))
         .service(inner);
     let app = Router::new().nest_service("/mcp", mcp);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,38 +5,23 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::any;
 use axum::{Extension, Router};
 use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
-use mcp_session::{Config, Identity, Session, SessionLayer, SessionManager};
+use mcp_session::{Config, Session, SessionLayer, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
+use test_auth::{bearer, readers};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 const TIMEOUT: Duration = Duration::from_millis(300);
-
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        request
-            .extensions_mut()
-            .insert(Identity::new(&user, &user, ["reader"]));
-    }
-    next.run(request).await
-}
 
 async fn replica(url: &str, prefix: &str) -> SocketAddr {
     let config = RedisStoreConfig::default()
@@ -49,8 +34,7 @@ async fn replica(url: &str, prefix: &str) -> SocketAddr {
             "/mcp",
             any(|Extension(s): Extension<Session>| async move { s.identity_id().to_string() }),
         )
-        .layer(SessionLayer::new(manager))
-        .layer(middleware::from_fn(auth));
+        .layer(SessionLayer::new(manager).resolve_identity(bearer(readers)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

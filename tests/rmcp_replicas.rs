@@ -393,15 +393,11 @@ async fn after_rmcp_dropped_the_session(with_states: bool) -> (StatusCode, usize
         config.session_store = Some(SessionStateStore::in_memory(&manager));
     }
     let rmcp = StreamableHttpService::new(|| Ok(Empty), sessions.clone(), config);
-    let mcp = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(
-            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
-                request.extensions_mut().insert(alice());
-                next.run(request).await
-            },
-        ))
-        .layer(mcp_session::SessionLayer::new(manager).id_mode(mcp_session::IdMode::Adopt))
-        .service(rmcp);
+    // Every token is alice.
+    let layer = mcp_session::SessionLayer::new(manager)
+        .id_mode(mcp_session::IdMode::Adopt)
+        .resolve_identity(mcp_session::BearerToken::new(|_: &str| Some(alice())));
+    let mcp = tower::ServiceBuilder::new().layer(layer).service(rmcp);
     let app = axum::Router::new().nest_service("/mcp", mcp);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
