@@ -785,7 +785,6 @@ mod logs {
     #[cfg(feature = "redis")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_warnings_hold_no_whole_session_id() {
-        use mcp_session::RedisStore;
         let log = captured();
         let Some(redis) = tokio::task::spawn_blocking(crate::redis_server::RedisServer::start)
             .await
@@ -794,12 +793,7 @@ mod logs {
             return;
         };
         let prefix = format!("abuse:{}:", std::process::id());
-        let config = mcp_session::RedisStoreConfig::default()
-            .key_prefix(&prefix)
-            .command_timeout(Duration::from_millis(300));
-        let store = RedisStore::connect_with_config(&redis.url(), config)
-            .await
-            .unwrap();
+        let store = crate::redis_stores::replica(&redis, &prefix, Duration::from_millis(300)).await;
         let router = Router::new().route("/mcp", any(handler)).layer(
             SessionLayer::new(SessionManager::new(store, Config::default()))
                 .resolve_identity(bearer(readers)),
@@ -880,3 +874,7 @@ mod logs {
 #[cfg(all(feature = "tracing", feature = "redis"))]
 #[path = "support/redis_server.rs"]
 mod redis_server;
+
+#[cfg(all(feature = "tracing", feature = "redis"))]
+#[path = "support/redis_stores.rs"]
+mod redis_stores;

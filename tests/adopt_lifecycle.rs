@@ -461,18 +461,17 @@ async fn mint_mode_streams_end_with_their_session() {
 mod redis_server;
 
 #[cfg(feature = "redis")]
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
+
+#[cfg(feature = "redis")]
 mod across_replicas {
     use super::*;
     use crate::redis_server::RedisServer;
-    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+    use mcp_session::store::redis::RedisStore;
 
-    async fn replica(url: &str, config: Config) -> Server<RedisStore> {
-        let store_config = RedisStoreConfig::default()
-            .key_prefix("across:")
-            .command_timeout(Duration::from_secs(2));
-        let store = RedisStore::connect_with_config(url, store_config)
-            .await
-            .unwrap();
+    async fn replica(redis: &RedisServer, config: Config) -> Server<RedisStore> {
+        let store = crate::redis_stores::replica(redis, "across:", Duration::from_secs(2)).await;
         let server = start(SessionManager::new(store, config)).await;
         // Let its notice subscriber come up.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -487,8 +486,8 @@ mod across_replicas {
         let config = config()
             .max_sessions_per_identity(1)
             .identity_limit(IdentityLimitPolicy::EvictOldest);
-        let a = replica(&redis.url(), config).await;
-        let b = replica(&redis.url(), config).await;
+        let a = replica(&redis, config).await;
+        let b = replica(&redis, config).await;
 
         // DELETE through B of a session A holds.
         let id = a.initialize("alice").await.unwrap();

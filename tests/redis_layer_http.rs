@@ -5,6 +5,8 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 #[path = "support/test_auth.rs"]
 mod test_auth;
 
@@ -13,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use axum::routing::any;
 use axum::{Extension, Router};
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{Config, Session, SessionLayer, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
@@ -23,11 +24,8 @@ const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-async fn replica(url: &str, prefix: &str) -> SocketAddr {
-    let config = RedisStoreConfig::default()
-        .key_prefix(prefix)
-        .command_timeout(TIMEOUT);
-    let store = RedisStore::connect_with_config(url, config).await.unwrap();
+async fn replica(redis: &RedisServer, prefix: &str) -> SocketAddr {
+    let store = redis_stores::replica(redis, prefix, TIMEOUT).await;
     let manager = SessionManager::new(store, Config::default());
     let app = Router::new()
         .route(
@@ -71,8 +69,8 @@ async fn replicas_serve_each_others_sessions() {
         return;
     };
     let (a, b) = (
-        replica(&redis.url(), "replicas:").await,
-        replica(&redis.url(), "replicas:").await,
+        replica(&redis, "replicas:").await,
+        replica(&redis, "replicas:").await,
     );
     let client = reqwest::Client::new();
     let res = post(&client, a, "alice", None, INIT).await;
@@ -107,7 +105,7 @@ async fn dead_redis_is_503_within_the_timeout_and_the_process_recovers() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let addr = replica(&redis.url(), "fault:").await;
+    let addr = replica(&redis, "fault:").await;
     let client = reqwest::Client::new();
     let id = session_id(&post(&client, addr, "alice", None, INIT).await);
     assert_eq!(

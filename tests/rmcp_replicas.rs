@@ -25,13 +25,15 @@ mod example_server;
 mod python_sdk;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use example_server::Replica;
 use mcp_session::rmcp::SessionStateStore;
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+use mcp_session::store::redis::RedisStore;
 use mcp_session::{Config, Identity, ManualClock, SessionId, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
@@ -80,14 +82,7 @@ async fn replica(
     prefix: &str,
     clock: &ManualClock,
 ) -> (SessionManager<RedisStore>, Arc<SessionStateStore>) {
-    let store = RedisStore::connect_with_config(
-        &server.url(),
-        RedisStoreConfig::default()
-            .key_prefix(prefix)
-            .command_timeout(Duration::from_secs(2)),
-    )
-    .await
-    .unwrap();
+    let store = redis_stores::replica(server, prefix, Duration::from_secs(2)).await;
     let config = Config::default()
         .timeout(Duration::from_secs(10))
         .max_lifetime(Duration::from_secs(25));

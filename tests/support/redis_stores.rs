@@ -3,6 +3,7 @@
 //! watchdogs when the process exits); each test keeps apart by key prefix.
 //! Stores made under the same name share their keys (replicas of one
 //! test); [`unique`] names one that shares nothing (a property test's case).
+//! [`replica`] connects to a server the test started itself.
 //!
 //! Include it (after `redis_server.rs`, as `mod redis_server`) with
 //! `#[path = "support/redis_stores.rs"] mod redis;`.
@@ -32,6 +33,18 @@ fn config(test: &str) -> RedisStoreConfig {
         .key_prefix(format!("tests:{test}:{}:", std::process::id()))
         // Generous: the machine running the suite may be busy.
         .command_timeout(Duration::from_secs(5))
+}
+
+/// One replica's store on `server` (a connection of its own): keys under
+/// `prefix`, each command timed out after `timeout`. Replicas of one test
+/// share a prefix; a test that starts its own server picks it.
+pub async fn replica(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisStore {
+    let config = RedisStoreConfig::default()
+        .key_prefix(prefix)
+        .command_timeout(timeout);
+    RedisStore::connect_with_config(&server.url(), config)
+        .await
+        .unwrap()
 }
 
 /// A store on the binary's standalone server, `None` (after a loud notice)
