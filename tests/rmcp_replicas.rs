@@ -21,6 +21,8 @@
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/mcp_http.rs"]
+mod mcp_http;
 #[path = "support/python_sdk.rs"]
 mod python_sdk;
 #[path = "support/redis_server.rs"]
@@ -167,8 +169,8 @@ fn adopt_replica(redis: &RedisServer) -> Replica {
     Replica::start(&["--mode", "adopt", "--redis-url", &redis.url()])
 }
 
-/// POSTs a JSON-RPC message as `token`'s caller; the status and the
-/// JSON-RPC answer (from a JSON or an SSE body; `Null` if none).
+/// POSTs a JSON-RPC message as `token`'s caller; the status, the session
+/// id on the answer and the JSON-RPC answer.
 async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -176,41 +178,13 @@ async fn post(
     session: Option<&str>,
     body: Value,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut req = client
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(id) = session {
-        req = req
-            .header("mcp-session-id", id)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let res = tokio::time::timeout(Duration::from_secs(10), req.send())
-        .await
-        .expect("answer within 10 s")
-        .unwrap();
+    let res = mcp_http::post_as(client, url, token, session, body).await;
     let status = res.status();
     let id = res
         .headers()
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_string());
-    let text = res.text().await.unwrap();
-    let answer = serde_json::from_str(&text).ok().unwrap_or_else(|| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| v.get("result").is_some() || v.get("error").is_some())
-            .unwrap_or(Value::Null)
-    });
-    (status, id, answer)
-}
-
-fn tool_text(answer: &Value) -> Value {
-    let text = answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    (status, id, mcp_http::answer(res).await)
 }
 
 async fn rmcp_sessions(client: &reqwest::Client, replica: &Replica) -> u64 {
@@ -282,7 +256,7 @@ async fn adopt_replicas_serve_each_others_sessions_without_sticky_routing() {
             "params": {"name": "whoami", "arguments": {}}});
         let (status, _, answer) = post(&client, &replica.url, alice, Some(&id), call).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        let who = tool_text(&answer);
+        let who = mcp_http::tool_json(&answer);
         assert_eq!(who["identity_id"], "alice");
         assert_eq!(who["session_id"], id.as_str());
     }
@@ -300,15 +274,8 @@ async fn adopt_replicas_serve_each_others_sessions_without_sticky_routing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // DELETE on B: gone on both, rmcp's copies closed on both, state dropped.
-    let res = client
-        .delete(&b.url)
-        .bearer_auth(alice)
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    let status = mcp_http::delete(&client, &b.url, alice, &id).await;
+    assert!(status.is_success(), "{status}");
     for replica in [&a, &b] {
         let (status, _, _) = post(&client, &replica.url, alice, Some(&id), call.clone()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
