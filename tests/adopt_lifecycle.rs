@@ -7,6 +7,8 @@
 
 #[path = "hardening/mod.rs"]
 mod hardening;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/test_auth.rs"]
 mod test_auth;
 
@@ -17,6 +19,7 @@ use axum::Router;
 use futures::StreamExt;
 use hardening::CountingStore;
 use http::StatusCode;
+use in_process::serve_until_cancelled;
 use mcp_session::layer::RequestBody;
 use mcp_session::{
     Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, SessionLayer, SessionManager,
@@ -91,14 +94,7 @@ async fn start<S: SessionStore>(manager: SessionManager<S>) -> Server<S> {
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .nest_service("/raw", rmcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         url: format!("http://{addr}/mcp"),
         raw: format!("http://{addr}/raw"),
@@ -424,14 +420,7 @@ async fn mint_mode_streams_end_with_their_session() {
         .layer(SessionLayer::new(manager.clone()).resolve_identity(bearer(readers)))
         .service(inner);
     let app = Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/mcp");
     let session = manager

@@ -9,6 +9,8 @@
 //! - the layer's `429` carries `Retry-After`, its `401` can carry
 //!   `resource_metadata`, and only real dates count as protocol versions.
 
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/test_auth.rs"]
 mod test_auth;
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use http::Uri;
+use in_process::serve_until_cancelled;
 use mcp_session::{
     Config, IdMode, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer, SessionManager,
 };
@@ -99,14 +102,7 @@ async fn start(
     );
     let mcp = ServiceBuilder::new().layer(layer).service(rmcp);
     let app = Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         addr,
         manager,

@@ -8,16 +8,18 @@
 //! - adopt mode: rmcp's legacy sessions, the layer adopts rmcp's UUIDs;
 //! - sessionless 2026-07-28 requests in both modes.
 
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/test_auth.rs"]
 mod test_auth;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use futures::StreamExt;
 use http::StatusCode;
+use in_process::serve_until_cancelled;
 use mcp_session::rmcp::{Caller, MissingRole};
 use mcp_session::{Config, IdMode, MokaStore, Role, SessionId, SessionLayer, SessionManager};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
@@ -144,17 +146,7 @@ async fn start_without_layer() -> Server {
 }
 
 async fn serve(app: Router, stop: CancellationToken) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         url: format!("http://{addr}/mcp"),
         http: reqwest::Client::builder()

@@ -21,6 +21,8 @@
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/mcp_http.rs"]
 mod mcp_http;
 #[path = "support/python_sdk.rs"]
@@ -361,14 +363,8 @@ async fn after_rmcp_dropped_the_session(with_states: bool) -> (StatusCode, usize
         .resolve_identity(mcp_session::BearerToken::new(|_: &str| Some(alice())));
     let mcp = tower::ServiceBuilder::new().layer(layer).service(rmcp);
     let app = axum::Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = in_process::serve_until_cancelled(app, &stop).await;
+    let url = format!("http://{addr}/mcp");
 
     let client = reqwest::Client::new();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

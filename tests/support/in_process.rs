@@ -1,6 +1,8 @@
-//! A server run inside the test's process (e.g. the example server,
-//! compiled into the test as a module) on a free loopback port, until the
-//! test stops it: it must then shut down cleanly within 10 s.
+//! Servers run inside the test's process on a free loopback port: an axum
+//! app until a `CancellationToken` is cancelled ([`serve_until_cancelled`]),
+//! or any server (e.g. the example server, compiled into the test as a
+//! module) until the test stops it, when it must shut down cleanly within
+//! 10 s ([`InProcess`]).
 //!
 //! Include it with `#[path = "support/in_process.rs"] mod in_process;`.
 
@@ -12,9 +14,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `app` on 127.0.0.1:0 (TCP_NODELAY on accepted sockets) until
+/// `stop` is cancelled, in a task; its address.
+pub async fn serve_until_cancelled(app: axum::Router, stop: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    addr
+}
 
 /// Ready once the test calls [`InProcess::stop`]: the server's shutdown
 /// signal.
