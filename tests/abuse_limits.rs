@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Json, Router};
@@ -610,6 +609,7 @@ async fn invalid_utf8_and_invalid_json_are_400_parse_errors() {
 #[cfg(feature = "tracing")]
 mod logs {
     use super::*;
+    use axum::extract::Request;
     use std::io::Write;
     use std::sync::{Mutex, OnceLock};
 
