@@ -14,30 +14,17 @@
 //! Target (issue 4): >= 300k sessions/s through the manager on one core.
 //! `cargo bench --bench creation`.
 
+#[path = "support/driver.rs"]
+mod driver;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mcp_session::{Config, Identity, IdentityLimitPolicy, MokaStore, SessionId, SessionManager};
-
-const IDENTITIES: usize = 1_000;
-
-fn identities() -> Vec<Identity> {
-    (0..IDENTITIES)
-        .map(|i| {
-            Identity::new(
-                format!("user-{i}"),
-                format!("User {i}"),
-                ["reader", "writer"],
-            )
-        })
-        .collect()
-}
+use driver::{identities, runtime, uncapped, IDENTITIES};
+use mcp_session::{Config, MokaStore, SessionId, SessionManager};
 
 fn creation(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let identities = identities();
     let mut group = c.benchmark_group("creation");
     group.throughput(Throughput::Elements(1));
@@ -46,10 +33,7 @@ fn creation(c: &mut Criterion) {
 
     group.bench_function("manager_create/fresh", |b| {
         b.iter_custom(|iters| {
-            let config = Config::default()
-                .max_sessions(iters)
-                .max_sessions_per_identity(u32::MAX)
-                .identity_limit(IdentityLimitPolicy::Reject);
+            let config = uncapped(iters);
             let manager = SessionManager::new(MokaStore::new(iters.max(1)), config);
             let elapsed = rt.block_on(async {
                 let started = Instant::now();
@@ -93,11 +77,7 @@ fn creation(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = driver::criterion(Duration::from_millis(500), Duration::from_secs(3));
     targets = creation
 }
 criterion_main!(benches);

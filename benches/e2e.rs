@@ -29,9 +29,10 @@
 //! Targets (issue 4): `layer` call rps >= 95% of `legacy` call rps; `layer`
 //! init rps >= 1.5x `legacy` init rps.
 //!
-//! `cargo bench --bench e2e`. Environment: `E2E_SECS` (measured seconds per
-//! run, default 5), `E2E_WARMUP` (default 1), `E2E_CONNS` (default 8),
-//! `E2E_ROUNDS` (default 3; cases alternate within a round).
+//! `cargo bench --all-features --bench e2e` (the example's features).
+//! Environment: `E2E_SECS` (measured seconds per run, default 5),
+//! `E2E_WARMUP` (default 1), `E2E_CONNS` (default 8), `E2E_ROUNDS`
+//! (default 3; cases alternate within a round).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -15,6 +15,11 @@
 //! `cargo bench --bench handles --features "handles redis"`. Without
 //! `redis-server` on `PATH` the Redis rows are skipped (it says so).
 
+#[path = "support/driver.rs"]
+mod driver;
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -25,9 +30,6 @@ use mcp_session::sealed::{SealKey, Sealer};
 use mcp_session::{
     Clock, Identity, Limits, MokaStore, RedisStore, Session, SessionId, SessionStore, SystemClock,
 };
-
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
 
 const HANDLES: usize = 10_000;
 const IDENTITIES: usize = 1_000;
@@ -183,10 +185,7 @@ fn bench_sealed<S: HandleStore + Clone>(
 }
 
 fn handles(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = driver::runtime();
     let people = identities();
 
     let moka = rt.block_on(fixture(MokaStore::new(HANDLES as u64 * 2), &people));
@@ -208,11 +207,7 @@ fn handles(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = driver::criterion(Duration::from_millis(500), Duration::from_secs(3));
     targets = handles
 }
 criterion_main!(benches);

@@ -29,9 +29,9 @@
 //! - `layer_metrics`: `layer` with the `metrics` feature recording into a
 //!   real recorder (`metrics-exporter-prometheus`'s), against `layer`,
 //!   whose manager registered its handles while no recorder was on (the
-//!   `metrics` facade's no-op). Benches build with the dev-dependency's
-//!   features, so both have the feature compiled in; the difference is
-//!   what recording costs (issue 15: within 10%).
+//!   `metrics` facade's no-op). The bench requires the `metrics` feature,
+//!   so both have it compiled in; the difference is what recording costs
+//!   (issue 15: within 10%).
 //!
 //! Targets (issue 4): `layer - bare <= 2 x (floor - harness)`, and
 //! `tower_sessions - bare >= 5 x (layer - bare)`. `benches/summarize.py`
@@ -42,32 +42,28 @@
 //! targets are ratios, and `summarize.py` takes the median of the
 //! per-round ratios.
 //!
-//! `cargo bench --bench hot_path`; `HOT_PATH_SIZES=1000,100000` narrows the
-//! session counts.
+//! `cargo bench --all-features --bench hot_path` (it needs `metrics`);
+//! `HOT_PATH_SIZES=1000,100000` narrows the session counts.
+
+#[path = "support/driver.rs"]
+mod driver;
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use driver::{
+    identities, ok, request, runtime, tower_sessions_cookies, tower_sessions_service, uncapped,
+    Directory, IDENTITIES, MCP_SESSION_ID,
+};
+use http::{HeaderValue, Request};
 use http_body_util::Empty;
 use mcp_session::layer::RequestBody;
-use mcp_session::roles::{RoleLookupError, RoleSource};
-use mcp_session::{
-    Config, Identity, IdentityLimitPolicy, MokaStore, Roles, SessionId, SessionLayer,
-    SessionManager,
-};
+use mcp_session::{Identity, MokaStore, SessionId, SessionLayer, SessionManager};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
-use tower_sessions::session::{Id, Record};
-use tower_sessions::{Expiry, SessionManagerLayer, SessionStore as _};
-
-const IDENTITIES: usize = 1_000;
-const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 fn sizes() -> Vec<usize> {
     match std::env::var("HOT_PATH_SIZES") {
@@ -84,40 +80,6 @@ fn label(n: usize) -> String {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
         n => n.to_string(),
-    }
-}
-
-fn identities() -> Vec<Identity> {
-    (0..IDENTITIES)
-        .map(|i| {
-            Identity::new(
-                format!("user-{i}"),
-                format!("User {i}"),
-                ["reader", "writer"],
-            )
-        })
-        .collect()
-}
-
-/// The request every variant builds per iteration.
-fn request(name: &HeaderName, value: &HeaderValue, caller: &Identity) -> Request<Empty<Bytes>> {
-    let mut request = Request::new(Empty::new());
-    *request.method_mut() = Method::POST;
-    request.headers_mut().insert(name, value.clone());
-    request.extensions_mut().insert(caller.clone());
-    request
-}
-
-fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
-    Ok(Response::new(Empty::new()))
-}
-
-/// Every identity's roles, from memory (what a directory would return).
-struct Directory;
-
-impl RoleSource for Directory {
-    async fn roles(&self, _caller: &Identity) -> Result<Roles, RoleLookupError> {
-        Ok(Roles::new(["reader", "writer"]))
     }
 }
 
@@ -150,10 +112,7 @@ impl Fixture {
         let identities = identities();
 
         let started = Instant::now();
-        let config = Config::default()
-            .max_sessions(n as u64)
-            .max_sessions_per_identity(u32::MAX)
-            .identity_limit(IdentityLimitPolicy::Reject);
+        let config = uncapped(n as u64);
         let manager = SessionManager::new(MokaStore::new(n as u64), config);
         let ours: Vec<HeaderValue> = rt.block_on(async {
             let mut ids = Vec::with_capacity(n);
@@ -190,26 +149,7 @@ impl Fixture {
 
         let started = Instant::now();
         let ts_store = tower_sessions_moka_store::MokaStore::new(Some(n as u64 * 2));
-        let cookies: Vec<HeaderValue> = rt.block_on(async {
-            let mut cookies = Vec::with_capacity(n);
-            for k in 0..n {
-                let identity = &identities[k % IDENTITIES];
-                let mut record = Record {
-                    id: Id::default(),
-                    data: [
-                        ("identity_id".to_string(), identity.id().into()),
-                        ("identity_name".to_string(), identity.name().into()),
-                        ("roles".to_string(), serde_json::json!(["reader", "writer"])),
-                    ]
-                    .into_iter()
-                    .collect(),
-                    expiry_date: OffsetDateTime::now_utc() + TimeDuration::minutes(30),
-                };
-                ts_store.create(&mut record).await.unwrap();
-                cookies.push(HeaderValue::try_from(format!("id={}", record.id)).unwrap());
-            }
-            cookies
-        });
+        let cookies = rt.block_on(tower_sessions_cookies(&ts_store, &identities, n));
         let t_ts = started.elapsed();
 
         let started = Instant::now();
@@ -321,22 +261,7 @@ fn bench_size(c: &mut Criterion, rt: &tokio::runtime::Runtime, fx: &Fixture) {
         let mut layer_role_cache = SessionLayer::new(fx.cached_roles.clone()).layer(inner);
         let mut layer_metrics = SessionLayer::new(fx.metered.clone()).layer(inner);
         // (tower_sessions) sliding session with always-save over its moka store.
-        let inner = service_fn(|r: Request<Empty<Bytes>>| async move {
-            let session = r
-                .extensions()
-                .get::<tower_sessions::Session>()
-                .cloned()
-                .expect("tower-sessions session");
-            let caller = r.extensions().get::<Identity>().expect("caller");
-            let owner: Option<String> = session.get("identity_id").await.unwrap();
-            assert_eq!(owner.as_deref(), Some(caller.id()));
-            ok()
-        });
-        let ts_layer = SessionManagerLayer::new(fx.ts_store.clone())
-            .with_secure(false)
-            .with_expiry(Expiry::OnInactivity(TimeDuration::minutes(30)))
-            .with_always_save(true);
-        let mut tower_sessions = ts_layer.layer(inner);
+        let mut tower_sessions = tower_sessions_service(fx.ts_store.clone());
         rt.block_on(async { tower_sessions.ready().await.unwrap() });
 
         for round in 0..rounds() {
@@ -542,10 +467,7 @@ impl metrics::Recorder for SwitchedRef {
 
 fn hot_path(c: &mut Criterion) {
     std::sync::LazyLock::force(&RECORDER);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let sizes = sizes();
     for (i, &n) in sizes.iter().enumerate() {
         let fx = Fixture::build(n, &rt);
@@ -576,11 +498,7 @@ fn hot_path(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200));
+    config = driver::criterion(Duration::from_millis(300), Duration::from_millis(1200));
     targets = hot_path
 }
 criterion_main!(benches);

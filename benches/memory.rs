@@ -30,12 +30,16 @@
 //! `cargo bench --bench memory`; `MEMORY_CASES=mcp_session_moka:100000,...`
 //! picks cases.
 
+#[path = "support/driver.rs"]
+mod driver;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use driver::{identities, runtime, uncapped, IDENTITIES};
 use http_body_util::{BodyExt, Full};
-use mcp_session::{Config, Identity, IdentityLimitPolicy, MokaStore, SessionManager};
+use mcp_session::{Identity, MokaStore, SessionManager};
 use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::SessionStore as _;
@@ -44,7 +48,6 @@ use tower_sessions::SessionStore as _;
 #[path = "support/plain_server.rs"]
 mod plain_server;
 
-const IDENTITIES: usize = 1_000;
 /// The target for `MokaStore` at 1M sessions.
 const TARGET_BYTES_AT_1M: f64 = 512.0;
 
@@ -163,30 +166,12 @@ fn rss_bytes() -> f64 {
     kb * 1024.0
 }
 
-fn identities() -> Vec<Identity> {
-    (0..IDENTITIES)
-        .map(|i| {
-            Identity::new(
-                format!("user-{i}"),
-                format!("User {i}"),
-                ["reader", "writer"],
-            )
-        })
-        .collect()
-}
-
 fn run_case(name: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let identities = identities();
     let (before, after, secs) = match name {
         "mcp_session_moka" => {
-            let config = Config::default()
-                .max_sessions(n as u64)
-                .max_sessions_per_identity(u32::MAX)
-                .identity_limit(IdentityLimitPolicy::Reject);
+            let config = uncapped(n as u64);
             let manager = SessionManager::new(MokaStore::new(n as u64), config);
             let before = rss_bytes();
             let started = Instant::now();

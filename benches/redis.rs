@@ -23,55 +23,33 @@
 //! propagation delay of an invalidation. It prints the median and p99 over
 //! 1,000 invalidations, and criterion times it too.
 //!
-//! `cargo bench --bench redis`. Without `redis-server` on `PATH` it says so
+//! `cargo bench --features redis --bench redis`. Without `redis-server` on `PATH` it says so
 //! and exits successfully.
+
+#[path = "support/driver.rs"]
+mod driver;
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use driver::{
+    identities, ok, request, runtime, tower_sessions_cookies, tower_sessions_service, Directory,
+    IDENTITIES, MCP_SESSION_ID,
+};
+use http::{HeaderValue, Request};
 use http_body_util::Empty;
 use mcp_session::layer::RequestBody;
-use mcp_session::roles::{RoleLookupError, RoleSource};
-use mcp_session::{Config, Identity, RedisStore, Roles, SessionLayer, SessionManager};
+use mcp_session::{Config, RedisStore, SessionLayer, SessionManager};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
-use tower_sessions::session::{Id, Record};
-use tower_sessions::{Expiry, SessionManagerLayer, SessionStore as _};
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as FredConfig, Pool};
 
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
-
 const SESSIONS: usize = 10_000;
-const IDENTITIES: usize = 1_000;
 const COUNTED_REQUESTS: usize = 1_000;
-const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-
-fn request(name: &HeaderName, value: &HeaderValue, caller: &Identity) -> Request<Empty<Bytes>> {
-    let mut request = Request::new(Empty::new());
-    *request.method_mut() = Method::POST;
-    request.headers_mut().insert(name, value.clone());
-    request.extensions_mut().insert(caller.clone());
-    request
-}
-
-fn ok() -> Result<Response<Empty<Bytes>>, Infallible> {
-    Ok(Response::new(Empty::new()))
-}
-
-/// Every identity's roles, from memory (what a directory would return).
-struct Directory;
-
-impl RoleSource for Directory {
-    async fn roles(&self, _caller: &Identity) -> Result<Roles, RoleLookupError> {
-        Ok(Roles::new(["reader", "writer"]))
-    }
-}
 
 fn with_directory(store: RedisStore) -> SessionManager<RedisStore> {
     SessionManager::builder(store)
@@ -122,19 +100,8 @@ fn redis(c: &mut Criterion) {
         return;
     };
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let identities: Vec<Identity> = (0..IDENTITIES)
-        .map(|i| {
-            Identity::new(
-                format!("user-{i}"),
-                format!("User {i}"),
-                ["reader", "writer"],
-            )
-        })
-        .collect();
+    let rt = runtime();
+    let identities = identities();
 
     // Ours.
     let store = rt
@@ -168,42 +135,8 @@ fn redis(c: &mut Criterion) {
         pool.wait_for_connect().await.unwrap();
         tower_sessions_redis_store::RedisStore::new(pool.clone())
     });
-    let cookies: Vec<HeaderValue> = rt.block_on(async {
-        let mut cookies = Vec::with_capacity(SESSIONS);
-        for k in 0..SESSIONS {
-            let identity = &identities[k % IDENTITIES];
-            let mut record = Record {
-                id: Id::default(),
-                data: [
-                    ("identity_id".to_string(), identity.id().into()),
-                    ("identity_name".to_string(), identity.name().into()),
-                    ("roles".to_string(), serde_json::json!(["reader", "writer"])),
-                ]
-                .into_iter()
-                .collect(),
-                expiry_date: OffsetDateTime::now_utc() + TimeDuration::minutes(30),
-            };
-            ts_store.create(&mut record).await.unwrap();
-            cookies.push(HeaderValue::try_from(format!("id={}", record.id)).unwrap());
-        }
-        cookies
-    });
-    let ts_inner = service_fn(|r: Request<Empty<Bytes>>| async move {
-        let session = r
-            .extensions()
-            .get::<tower_sessions::Session>()
-            .cloned()
-            .expect("tower-sessions session");
-        let caller = r.extensions().get::<Identity>().expect("caller");
-        let owner: Option<String> = session.get("identity_id").await.unwrap();
-        assert_eq!(owner.as_deref(), Some(caller.id()));
-        ok()
-    });
-    let mut ts_svc = SessionManagerLayer::new(ts_store)
-        .with_secure(false)
-        .with_expiry(Expiry::OnInactivity(TimeDuration::minutes(30)))
-        .with_always_save(true)
-        .layer(ts_inner);
+    let cookies = rt.block_on(tower_sessions_cookies(&ts_store, &identities, SESSIONS));
+    let mut ts_svc = tower_sessions_service(ts_store);
     rt.block_on(async { ts_svc.ready().await.unwrap() });
 
     // Commands per request, seen by MONITOR.
@@ -307,11 +240,7 @@ fn redis(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .without_plots()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = driver::criterion(Duration::from_millis(500), Duration::from_secs(3));
     targets = redis
 }
 criterion_main!(benches);

@@ -5,9 +5,9 @@
 //! fixed test identity inserted by a middleware outside the layer.
 //!
 //! ```text
-//! cargo run --example conformance -- [--mode adopt|mint] [--addr 127.0.0.1:3001]
-//!                                     [--redis-url redis://127.0.0.1:6379]
-//!                                     [--no-event-store] [--without-layer]
+//! cargo run --example conformance --all-features -- [--mode adopt|mint] [--addr 127.0.0.1:3001]
+//!                                                    [--redis-url redis://127.0.0.1:6379]
+//!                                                    [--no-event-store] [--without-layer]
 //! ```
 //!
 //! - `--mode adopt` (default): rmcp keeps its legacy session mode (it mints
@@ -50,6 +50,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use clap::Parser;
 use mcp_session::rmcp::SessionStateStore;
 use mcp_session::{
     Config, IdMode, Identity, MokaStore, RedisStore, SessionLayer, SessionManager, SessionStore,
@@ -67,17 +68,6 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-
-const USAGE: &str = "\
-usage: conformance [--mode adopt|mint] [--addr 127.0.0.1:3001] [--redis-url URL]
-                   [--no-event-store] [--without-layer]
-
-  --mode       adopt: rmcp mints session ids, the layer adopts them (default)
-               mint: the layer mints session ids, rmcp runs stateless
-  --addr       address to listen on (default 127.0.0.1:3001)
-  --redis-url  keep sessions in Redis, e.g. redis://127.0.0.1:6379 (default: in memory)
-  --no-event-store  mint mode: no event store, so rmcp's streams are not resumable
-  --without-layer  serve rmcp alone (configured as for --mode), for comparison";
 
 /// Idle timeout of a session; rmcp's keep-alive is set to the same in adopt mode.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -102,58 +92,45 @@ const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQA
 // Command line and wiring
 // ---------------------------------------------------------------------------
 
+/// The MCP conformance suite's server (TEST FIXTURE: every request is the
+/// same identity).
+#[derive(Debug, Parser)]
+#[command(name = "conformance")]
 struct Options {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3001")]
     addr: SocketAddr,
+
+    /// `adopt`: rmcp mints session ids, the layer adopts them; `mint`: the
+    /// layer mints session ids, rmcp runs stateless.
+    #[arg(long, default_value = "adopt", value_parser = id_mode)]
     mode: IdMode,
+
+    /// Keep sessions in Redis, e.g. redis://127.0.0.1:6379 (default: in
+    /// memory).
+    #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
+
+    /// Serve rmcp alone (configured as for --mode), for comparison.
+    #[arg(long)]
     without_layer: bool,
-    event_store: bool,
+
+    /// Mint mode: no event store, so rmcp's streams are not resumable.
+    #[arg(long)]
+    no_event_store: bool,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options {
-        addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
-        mode: IdMode::Adopt,
-        redis_url: None,
-        without_layer: false,
-        event_store: true,
-    };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--addr" => {
-                let v = value()?;
-                options.addr = v.parse().map_err(|e| format!("--addr {v:?}: {e}"))?;
-            }
-            "--mode" => {
-                options.mode = match value()?.as_str() {
-                    "adopt" => IdMode::Adopt,
-                    "mint" => IdMode::Mint,
-                    other => return Err(format!("--mode {other:?}: expected adopt or mint")),
-                }
-            }
-            "--redis-url" => options.redis_url = Some(value()?),
-            "--without-layer" => options.without_layer = true,
-            "--no-event-store" => options.event_store = false,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+fn id_mode(value: &str) -> Result<IdMode, String> {
+    match value {
+        "adopt" => Ok(IdMode::Adopt),
+        "mint" => Ok(IdMode::Mint),
+        _ => Err(format!("{value:?}: expected adopt or mint")),
     }
-    Ok(Some(options))
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("error: {error}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Bad arguments: clap's message on stderr, exit code 2.
+    let options = Options::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -288,7 +265,7 @@ async fn serve<S: SessionStore>(
         }
         // Mint mode (and any mode to come): rmcp stateless.
         _ => {
-            if options.event_store {
+            if !options.no_event_store {
                 sessions = sessions.with_event_store(Arc::new(MemoryEventStore::default()));
             }
             config.with_legacy_session_mode(false)

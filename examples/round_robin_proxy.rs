@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use clap::Parser;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
@@ -51,14 +52,31 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "\
-usage: round_robin_proxy --listen ADDR --upstream URL --upstream URL [--upstream URL ...]
+/// A round-robin HTTP reverse proxy (TEST TOOLING): each request goes to
+/// the next upstream in turn.
+#[derive(Debug, Parser)]
+#[command(name = "round_robin_proxy")]
+struct Options {
+    /// Address to listen on, e.g. 127.0.0.1:3000.
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
 
-  --listen    address to listen on, e.g. 127.0.0.1:3000
-  --upstream  an upstream's base URL (http only), e.g. http://127.0.0.1:3001;
-              repeat it, one per upstream, at least one";
+    /// An upstream's base URL (http only), e.g. http://127.0.0.1:3001;
+    /// repeat it, one per upstream, at least one.
+    #[arg(long = "upstream", value_name = "URL", required = true, value_parser = parse_upstream)]
+    upstreams: Vec<UpstreamUrl>,
+}
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// An upstream as given on the command line.
+#[derive(Clone, Debug)]
+struct UpstreamUrl {
+    url: String,
+    authority: Authority,
+    /// Path prefix without a trailing `/` ("" for none).
+    prefix: String,
+}
 
 struct Upstream {
     url: String,
@@ -67,6 +85,18 @@ struct Upstream {
     /// Path prefix without a trailing `/` ("" for none).
     prefix: String,
     served: AtomicUsize,
+}
+
+impl From<UpstreamUrl> for Upstream {
+    fn from(upstream: UpstreamUrl) -> Self {
+        Upstream {
+            url: upstream.url,
+            scheme: Scheme::HTTP,
+            authority: upstream.authority,
+            prefix: upstream.prefix,
+            served: AtomicUsize::new(0),
+        }
+    }
 }
 
 struct Proxy {
@@ -111,50 +141,20 @@ impl Origins {
     }
 }
 
-fn parse_upstream(url: &str) -> Result<Upstream, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("--upstream {url:?}: {e}"))?;
+fn parse_upstream(url: &str) -> Result<UpstreamUrl, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
     if uri.scheme() != Some(&Scheme::HTTP) {
-        return Err(format!("--upstream {url:?}: only http:// upstreams"));
+        return Err("only http:// upstreams".into());
     }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("--upstream {url:?}: no host"))?;
+    let authority = uri.authority().cloned().ok_or("no host")?;
     if uri.query().is_some() {
-        return Err(format!("--upstream {url:?}: no query allowed"));
+        return Err("no query allowed".into());
     }
-    Ok(Upstream {
+    Ok(UpstreamUrl {
         url: url.to_string(),
-        scheme: Scheme::HTTP,
         authority,
         prefix: uri.path().trim_end_matches('/').to_string(),
-        served: AtomicUsize::new(0),
     })
-}
-
-fn parse_args(
-    mut args: impl Iterator<Item = String>,
-) -> Result<Option<(SocketAddr, Vec<Upstream>)>, String> {
-    let (mut listen, mut upstreams) = (None, Vec::new());
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let v = value()?;
-                listen = Some(v.parse().map_err(|e| format!("--listen {v:?}: {e}"))?);
-            }
-            "--upstream" => upstreams.push(parse_upstream(&value()?)?),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    let listen = listen.ok_or("--listen is required")?;
-    if upstreams.is_empty() {
-        return Err("at least one --upstream is required".into());
-    }
-    Ok(Some((listen, upstreams)))
 }
 
 /// Connection-level headers (RFC 9110 §7.6.1): they describe one hop, so
@@ -260,17 +260,10 @@ impl Proxy {
 }
 
 fn main() -> ExitCode {
-    let (listen, upstreams) = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("error: {error}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Bad arguments: clap's message on stderr, exit code 2.
+    let options = Options::parse();
+    let upstreams = options.upstreams.into_iter().map(Upstream::from).collect();
+    let listen = options.listen;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

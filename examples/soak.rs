@@ -3,7 +3,7 @@
 //! memory behaved.
 //!
 //! ```text
-//! cargo build --release --example server --example soak
+//! cargo build --release --all-features --example server --example soak
 //! target/release/examples/soak [--duration-secs 60] [--clients 32] [--timeout-secs 5]
 //!                              [--mode mint|adopt] [--redis-url redis://127.0.0.1:6379]
 //!                              [--server-bin PATH] [--settle-secs N] [--abandon-percent 50]
@@ -122,7 +122,7 @@ impl Server {
         }
         let mut child = cmd.spawn().map_err(|e| {
             format!(
-                "cannot start {}: {e} (build it with `cargo build --release --example server`)",
+                "cannot start {}: {e} (build it with `cargo build --release --all-features --example server`)",
                 o.server_bin
             )
         })?;

@@ -57,8 +57,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The README's Rust snippets, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's Rust snippets, compiled and run as doc tests (they use
+/// rmcp, Redis and the policy layer: with those features on, as in
+/// `cargo test --all-features`).
+#[cfg(all(doctest, feature = "rmcp", feature = "redis", feature = "policy"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

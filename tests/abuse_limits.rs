@@ -1,5 +1,5 @@
 //! Abuse limits over real HTTP: axum on 127.0.0.1:0, the layer in front of
-//! a trivial handler, a test auth layer inserting the `Identity`.
+//! a trivial handler, reading the caller from a bearer token (`BearerToken`).
 //!
 //! - a flood of `initialize` from one identity hits the per-identity cap
 //!   (EvictOldest: older ids answer 404; Reject: 429 with a JSON-RPC body),
@@ -16,24 +16,25 @@
 //!   the warning paths (store failures, unusable upstream ids).
 
 mod hardening;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Json, Router};
 use hardening::{check_jsonrpc_error, CountingStore};
 use mcp_session::layer::codes;
 use mcp_session::{
-    Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, Session, SessionLayer, SessionManager,
+    Config, IdMode, IdentityLimitPolicy, MokaStore, Session, SessionLayer, SessionManager,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use test_auth::{bearer, readers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,22 +42,6 @@ const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"p
 const PING: &str = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
 
 type Store = CountingStore<MokaStore>;
-
-/// Test-only auth: `Authorization: Bearer <user>` → identity `<user>`.
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        request
-            .extensions_mut()
-            .insert(Identity::new(&user, &user, ["reader"]));
-    }
-    next.run(request).await
-}
 
 async fn handler(session: Option<Extension<Session>>) -> Response {
     Json(json!({"ok": true, "session": session.map(|s| s.id().to_string())})).into_response()
@@ -88,8 +73,7 @@ impl Server {
         )));
         let router = Router::new()
             .route("/mcp", route)
-            .layer(layer)
-            .layer(middleware::from_fn(auth));
+            .layer(layer.resolve_identity(bearer(readers)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -625,6 +609,7 @@ async fn invalid_utf8_and_invalid_json_are_400_parse_errors() {
 #[cfg(feature = "tracing")]
 mod logs {
     use super::*;
+    use axum::extract::Request;
     use std::io::Write;
     use std::sync::{Mutex, OnceLock};
 
@@ -800,7 +785,6 @@ mod logs {
     #[cfg(feature = "redis")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_warnings_hold_no_whole_session_id() {
-        use mcp_session::RedisStore;
         let log = captured();
         let Some(redis) = tokio::task::spawn_blocking(crate::redis_server::RedisServer::start)
             .await
@@ -809,19 +793,11 @@ mod logs {
             return;
         };
         let prefix = format!("abuse:{}:", std::process::id());
-        let config = mcp_session::RedisStoreConfig::default()
-            .key_prefix(&prefix)
-            .command_timeout(Duration::from_millis(300));
-        let store = RedisStore::connect_with_config(&redis.url(), config)
-            .await
-            .unwrap();
-        let router = Router::new()
-            .route("/mcp", any(handler))
-            .layer(SessionLayer::new(SessionManager::new(
-                store,
-                Config::default(),
-            )))
-            .layer(middleware::from_fn(auth));
+        let store = crate::redis_stores::replica(&redis, &prefix, Duration::from_millis(300)).await;
+        let router = Router::new().route("/mcp", any(handler)).layer(
+            SessionLayer::new(SessionManager::new(store, Config::default()))
+                .resolve_identity(bearer(readers)),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -898,3 +874,7 @@ mod logs {
 #[cfg(all(feature = "tracing", feature = "redis"))]
 #[path = "support/redis_server.rs"]
 mod redis_server;
+
+#[cfg(all(feature = "tracing", feature = "redis"))]
+#[path = "support/redis_stores.rs"]
+mod redis_stores;

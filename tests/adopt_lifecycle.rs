@@ -4,21 +4,22 @@
 //! `LocalSessionManager`, and by sending the id straight to rmcp, which then
 //! answers its own 404); caps hold for rmcp's sessions; open streams keep
 //! their session alive and end with it.
-#![cfg(feature = "rmcp")]
 
 #[path = "hardening/mod.rs"]
 mod hardening;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Router;
 use futures::StreamExt;
 use hardening::CountingStore;
 use http::StatusCode;
+use in_process::serve_until_cancelled;
 use mcp_session::layer::RequestBody;
 use mcp_session::{
     Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, SessionLayer, SessionManager,
@@ -28,6 +29,7 @@ use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServerHandler;
+use test_auth::{bearer, readers};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
@@ -42,22 +44,6 @@ impl ServerHandler for Empty {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().build())
     }
-}
-
-/// `Authorization: Bearer <user>` → that identity; `x-slow-init` makes the
-/// request wait before it goes on (a slow inner server).
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("nobody")
-        .to_owned();
-    request
-        .extensions_mut()
-        .insert(Identity::new(&user, &user, ["reader"]));
-    next.run(request).await
 }
 
 struct Server<S: SessionStore> {
@@ -99,20 +85,16 @@ async fn start<S: SessionStore>(manager: SessionManager<S>) -> Server<S> {
         },
     );
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(auth))
-        .layer(SessionLayer::new(manager.clone()).id_mode(IdMode::Adopt))
+        .layer(
+            SessionLayer::new(manager.clone())
+                .id_mode(IdMode::Adopt)
+                .resolve_identity(bearer(readers)),
+        )
         .service(slow_rmcp);
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .nest_service("/raw", rmcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         url: format!("http://{addr}/mcp"),
         raw: format!("http://{addr}/raw"),
@@ -435,18 +417,10 @@ async fn mint_mode_streams_end_with_their_session() {
         },
     );
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(auth))
-        .layer(SessionLayer::new(manager.clone()))
+        .layer(SessionLayer::new(manager.clone()).resolve_identity(bearer(readers)))
         .service(inner);
     let app = Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/mcp");
     let session = manager
@@ -476,18 +450,17 @@ async fn mint_mode_streams_end_with_their_session() {
 mod redis_server;
 
 #[cfg(feature = "redis")]
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
+
+#[cfg(feature = "redis")]
 mod across_replicas {
     use super::*;
     use crate::redis_server::RedisServer;
-    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+    use mcp_session::store::redis::RedisStore;
 
-    async fn replica(url: &str, config: Config) -> Server<RedisStore> {
-        let store_config = RedisStoreConfig::default()
-            .key_prefix("across:")
-            .command_timeout(Duration::from_secs(2));
-        let store = RedisStore::connect_with_config(url, store_config)
-            .await
-            .unwrap();
+    async fn replica(redis: &RedisServer, config: Config) -> Server<RedisStore> {
+        let store = crate::redis_stores::replica(redis, "across:", Duration::from_secs(2)).await;
         let server = start(SessionManager::new(store, config)).await;
         // Let its notice subscriber come up.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -502,8 +475,8 @@ mod across_replicas {
         let config = config()
             .max_sessions_per_identity(1)
             .identity_limit(IdentityLimitPolicy::EvictOldest);
-        let a = replica(&redis.url(), config).await;
-        let b = replica(&redis.url(), config).await;
+        let a = replica(&redis, config).await;
+        let b = replica(&redis, config).await;
 
         // DELETE through B of a session A holds.
         let id = a.initialize("alice").await.unwrap();

@@ -36,10 +36,6 @@ fn person(i: usize) -> Identity {
 /// A live-session counter for stores that have one (`MokaStore::len`).
 type Counter = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
-fn no_counter() -> Counter {
-    Arc::new(|| None)
-}
-
 fn moka_counter(store: &MokaStore) -> Counter {
     let store = store.clone();
     Arc::new(move || Some(store.len()))
@@ -495,99 +491,62 @@ async fn moka_identity_cap_holds_with_deletes_racing() {
 mod redis_server;
 
 #[cfg(feature = "redis")]
-mod redis {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::OnceLock;
-    use std::time::Duration;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
-    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+#[cfg(feature = "redis")]
+#[macro_use]
+#[path = "support/store_tests.rs"]
+mod store_tests;
+
+/// Every scenario on a standalone server and on a Cluster, each store under
+/// a key prefix of its own.
+#[cfg(feature = "redis")]
+mod redis {
+    use mcp_session::store::redis::RedisStore;
     use mcp_session::IdentityLimitPolicy;
 
-    use super::redis_server::{RedisCluster, RedisServer};
+    use super::redis_stores::{cluster, standalone, unique};
 
-    static STANDALONE: OnceLock<Option<RedisServer>> = OnceLock::new();
-    static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
-    static N: AtomicUsize = AtomicUsize::new(0);
-
-    fn config(test: &str) -> RedisStoreConfig {
-        RedisStoreConfig::default()
-            .key_prefix(format!(
-                "concurrency:{test}:{}:{}:",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ))
-            .command_timeout(Duration::from_secs(5))
+    /// Stores that count no live sessions of their own.
+    fn no_counter() -> super::Counter {
+        std::sync::Arc::new(|| None)
     }
 
-    async fn standalone(test: &str) -> Option<RedisStore> {
-        let url = tokio::task::spawn_blocking(|| {
-            STANDALONE
-                .get_or_init(RedisServer::start)
-                .as_ref()
-                .map(RedisServer::url)
-        })
-        .await
-        .unwrap()?;
-        Some(
-            RedisStore::connect_with_config(&url, config(test))
-                .await
-                .unwrap(),
-        )
+    async fn no_operation_after_a_delete_sees_the_session(store: RedisStore) {
+        super::no_operation_after_a_delete_sees_the_session(store).await
     }
 
-    async fn cluster(test: &str) -> Option<RedisStore> {
-        let urls = tokio::task::spawn_blocking(|| {
-            CLUSTER
-                .get_or_init(RedisCluster::start)
-                .as_ref()
-                .map(RedisCluster::urls)
-        })
-        .await
-        .unwrap()?;
-        Some(
-            RedisStore::connect_cluster_with_config(urls, config(test))
-                .await
-                .unwrap(),
-        )
+    async fn no_request_after_a_delete_is_served(store: RedisStore) {
+        super::no_request_after_a_delete_is_served(store).await
     }
 
-    macro_rules! redis_tests {
-        ($($name:ident => |$store:ident| $body:expr;)*) => {
-            mod standalone {
-                use super::*;
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        let Some($store) = super::standalone(stringify!($name)).await else { return };
-                        $body.await;
-                    }
-                )*
-            }
-            mod cluster {
-                use super::*;
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        let Some($store) = super::cluster(stringify!($name)).await else { return };
-                        $body.await;
-                    }
-                )*
-            }
+    async fn caps_hold_under_concurrent_creates_reject(store: RedisStore) {
+        let policy = IdentityLimitPolicy::Reject;
+        super::caps_hold_under_concurrent_creates(store, policy, no_counter()).await
+    }
+
+    async fn caps_hold_under_concurrent_creates_evict_oldest(store: RedisStore) {
+        let policy = IdentityLimitPolicy::EvictOldest;
+        super::caps_hold_under_concurrent_creates(store, policy, no_counter()).await
+    }
+
+    async fn identity_cap_holds_with_deletes_racing(store: RedisStore) {
+        super::identity_cap_holds_with_deletes_racing(store, no_counter()).await
+    }
+
+    macro_rules! on_both {
+        ($($test:ident),* $(,)?) => {
+            store_tests!(workers = 4, standalone, |test| super::standalone(&super::unique(test)).await, [$($test),*]);
+            store_tests!(workers = 4, cluster, |test| super::cluster(&super::unique(test)).await, [$($test),*]);
         };
     }
 
-    use super::*;
-
-    redis_tests! {
-        no_operation_after_a_delete_sees_the_session => |store|
-            crate::no_operation_after_a_delete_sees_the_session(store);
-        no_request_after_a_delete_is_served => |store|
-            crate::no_request_after_a_delete_is_served(store);
-        caps_hold_under_concurrent_creates_reject => |store|
-            crate::caps_hold_under_concurrent_creates(store, IdentityLimitPolicy::Reject, no_counter());
-        caps_hold_under_concurrent_creates_evict_oldest => |store|
-            crate::caps_hold_under_concurrent_creates(store, IdentityLimitPolicy::EvictOldest, no_counter());
-        identity_cap_holds_with_deletes_racing => |store|
-            crate::identity_cap_holds_with_deletes_racing(store, no_counter());
-    }
+    on_both!(
+        no_operation_after_a_delete_sees_the_session,
+        no_request_after_a_delete_is_served,
+        caps_hold_under_concurrent_creates_reject,
+        caps_hold_under_concurrent_creates_evict_oldest,
+        identity_cap_holds_with_deletes_racing,
+    );
 }

@@ -1,9 +1,8 @@
-//! Two processes of the example server (`cargo run --example server --
-//! --redis-url …`), on different ports, sharing one `redis-server` that this
+//! Two processes of the example server (`cargo run --example server
+//! --all-features -- --redis-url …`), on different ports, sharing one `redis-server` that this
 //! test starts: each serves the other's sessions, and a session terminated
 //! on one is gone on the other; roles changed and sessions revoked through
 //! one replica's admin tools take effect on the other's next request.
-#![cfg(feature = "redis")]
 
 #[path = "support/example_server.rs"]
 mod example_server;
@@ -15,27 +14,13 @@ mod redis_server;
 use std::process::Command;
 
 use example_server::{example_binary, Replica};
-use mcp_http::post_as;
+use mcp_http::{answer, call_tool, delete, initialize, post_as, tool_json, whoami};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn replica(redis_url: &str) -> Replica {
     Replica::start(&["--redis-url", redis_url])
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    post_as(client, url, "alice-token", session, body).await
-}
-
-async fn whoami(client: &reqwest::Client, url: &str, id: &str) -> reqwest::Response {
-    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
-    post(client, url, Some(id), call).await
 }
 
 #[tokio::test]
@@ -51,7 +36,7 @@ async fn two_server_processes_share_sessions_through_redis() {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "replicas", "version": "1"}}});
-    let res = post(&client, &a.url, None, init).await;
+    let res = post_as(&client, &a.url, "alice-token", None, init).await;
     assert_eq!(res.status(), StatusCode::OK);
     let id = res.headers()["mcp-session-id"]
         .to_str()
@@ -60,80 +45,20 @@ async fn two_server_processes_share_sessions_through_redis() {
     assert_eq!(id.len(), 64);
 
     // Replica B serves the session replica A created.
-    let res = whoami(&client, &b.url, &id).await;
+    let res = whoami(&client, &b.url, "alice-token", &id).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let reply: Value = res.json().await.unwrap();
-    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
-    let who: Value = serde_json::from_str(text).unwrap();
+    let who = tool_json(&answer(res).await);
     assert_eq!(who["identity_id"], "alice");
     assert_eq!(who["session_id"], id.as_str());
     assert_eq!(who["roles"], json!(["admin", "reader"]));
 
     // Terminated through B, gone on A.
-    let res = client
-        .delete(&b.url)
-        .bearer_auth("alice-token")
-        .header("mcp-session-id", &id)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    let status = delete(&client, &b.url, "alice-token", &id).await;
+    assert!(status.is_success(), "{status}");
     assert_eq!(
-        whoami(&client, &a.url, &id).await.status(),
+        whoami(&client, &a.url, "alice-token", &id).await.status(),
         StatusCode::NOT_FOUND
     );
-}
-
-/// A session of `token`'s caller on the replica at `url`.
-async fn initialize(client: &reqwest::Client, url: &str, token: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "replicas", "version": "1"}}});
-    let res = post_as(client, url, token, None, init).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let id = res.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = res.bytes().await;
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let res = post_as(client, url, token, Some(&id), initialized).await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    id
-}
-
-/// Calls a tool; returns the HTTP status, and for a 200 whether the tool
-/// failed (`isError`) and its text.
-async fn call_tool(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    session: &str,
-    name: &str,
-    arguments: Value,
-) -> (StatusCode, bool, String) {
-    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": name, "arguments": arguments}});
-    let res = post_as(client, url, token, Some(session), call).await;
-    let status = res.status();
-    if status != StatusCode::OK {
-        return (status, false, res.text().await.unwrap());
-    }
-    // JSON (mint mode: rmcp stateless with JSON answers) or one SSE event
-    // (adopt mode).
-    let text = res.text().await.unwrap();
-    let json = text
-        .lines()
-        .find_map(|line| line.strip_prefix("data: ").filter(|d| !d.is_empty()))
-        .unwrap_or(&text);
-    let reply: Value = serde_json::from_str(json).unwrap();
-    // Refused by the example's policy layer: a JSON-RPC error naming the role.
-    if let Some(message) = reply["error"]["message"].as_str() {
-        return (status, true, message.to_string());
-    }
-    let result = &reply["result"];
-    let text = result["content"][0]["text"].as_str().unwrap_or_default();
-    (status, result["isError"] == true, text.to_string())
 }
 
 #[tokio::test]

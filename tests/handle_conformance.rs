@@ -449,40 +449,15 @@ async fn payload_too_large_changes_nothing<S: HandleStore + Clone>(store: S) {
 // ---------------------------------------------------------------------------
 // Every test on every store
 
+#[macro_use]
+#[path = "support/store_tests.rs"]
+mod store_tests;
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
-        mod moka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(mcp_session::MokaStore::new(10_000)).await;
-                }
-            )*
-        }
-
-        mod redis_standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(store) = super::redis::standalone(stringify!($test)).await else {
-                        return;
-                    };
-                    super::$test(store).await;
-                }
-            )*
-        }
-
-        mod redis_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(store) = super::redis::cluster(stringify!($test)).await else {
-                        return;
-                    };
-                    super::$test(store).await;
-                }
-            )*
-        }
+        store_tests!(moka, |_test| Some(mcp_session::MokaStore::new(10_000)), [$($test),*]);
+        store_tests!(redis_standalone, |test| super::redis::standalone(test).await, [$($test),*]);
+        store_tests!(redis_cluster, |test| super::redis::cluster(test).await, [$($test),*]);
     };
 }
 

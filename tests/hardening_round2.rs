@@ -9,18 +9,20 @@
 //! - the layer's `429` carries `Retry-After`, its `401` can carry
 //!   `resource_metadata`, and only real dates count as protocol versions.
 
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/test_auth.rs"]
+mod test_auth;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Router;
 use http::Uri;
+use in_process::serve_until_cancelled;
 use mcp_session::{
-    Config, IdMode, Identity, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer,
-    SessionManager,
+    Config, IdMode, IdentityLimitPolicy, MokaStore, SessionId, SessionLayer, SessionManager,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{ServerCapabilities, ServerConfig};
@@ -28,12 +30,13 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde_json::{json, Value};
+use test_auth::{bearer, readers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 // ---------------------------------------------------------------------------
-// The server under test: rmcp behind the layer behind a test auth
+// The server under test: rmcp behind the layer, callers from bearer tokens
 // ---------------------------------------------------------------------------
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -61,25 +64,6 @@ impl ServerHandler for Tools {
     }
 }
 
-fn identity(user: &str) -> Identity {
-    Identity::new(user, user, ["reader"])
-}
-
-/// `Authorization: Bearer <user>` → identity `<user>`; no header → no
-/// identity (the session layer then answers `401` itself).
-async fn test_auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        request.extensions_mut().insert(identity(&user));
-    }
-    next.run(request).await
-}
-
 struct Server {
     addr: SocketAddr,
     manager: SessionManager,
@@ -101,7 +85,9 @@ async fn start(
 ) -> Server {
     let stop = CancellationToken::new();
     let manager = SessionManager::new(MokaStore::new(1_000), config);
+    // No caller (no header) → the layer answers `401` itself.
     let layer = tweak(SessionLayer::new(manager.clone()).id_mode(mode));
+    let layer = layer.resolve_identity(bearer(readers));
     let rmcp = StreamableHttpService::new(
         || {
             Ok(Tools {
@@ -114,19 +100,9 @@ async fn start(
             .with_sse_keep_alive(None)
             .with_cancellation_token(stop.clone()),
     );
-    let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(test_auth))
-        .layer(layer)
-        .service(rmcp);
+    let mcp = ServiceBuilder::new().layer(layer).service(rmcp);
     let app = Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         addr,
         manager,
@@ -260,7 +236,7 @@ fn initialize_body(version: &str) -> String {
 async fn assert_bound(server: &Server, answer: &Answer, user: &str, context: &str) {
     if let Some(id) = answer.header("mcp-session-id") {
         let id = SessionId::parse_adopted(id).expect("a valid id");
-        let found = server.manager.get(&id, &identity(user)).await;
+        let found = server.manager.get(&id, &readers(user).unwrap()).await;
         assert!(
             found.is_ok(),
             "{context}: the answer ({}) hands out session id {id} that the layer has not \

@@ -1,14 +1,16 @@
 //! The layer's behaviour over real HTTP on 127.0.0.1: one test per row of
 //! the behaviour table in the README, in both protocol eras.
 
+#[path = "support/test_auth.rs"]
+mod test_auth;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::any;
 use axum::{Extension, Json, Router};
 use mcp_session::store::CreateOutcome;
@@ -18,32 +20,26 @@ use mcp_session::{
 };
 use reqwest::{header::HeaderMap, StatusCode};
 use serde_json::{json, Value};
+use test_auth::insert_caller;
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 const DISCOVER: &str = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#;
 
-/// Test-only auth: `Authorization: Bearer <user>` → identity `<user>`;
+/// The callers, inserted by an auth middleware in front of the layer (the
+/// layer's default resolver reads them there): `Bearer <user>` → `<user>`;
 /// `alice` is admin + reader, everyone else reader.
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        let roles: &[&str] = if user == "alice" {
-            &["admin", "reader"]
-        } else {
-            &["reader"]
-        };
-        let name = user.to_uppercase();
-        request
-            .extensions_mut()
-            .insert(Identity::new(&user, name, roles.iter().copied()));
-    }
-    next.run(request).await
+fn callers(user: &str) -> Option<Identity> {
+    let roles: &[&str] = if user == "alice" {
+        &["admin", "reader"]
+    } else {
+        &["reader"]
+    };
+    Some(Identity::new(
+        user,
+        user.to_uppercase(),
+        roles.iter().copied(),
+    ))
 }
 
 /// What the inner handler saw in the extensions.
@@ -82,7 +78,7 @@ impl Server {
             Router::new()
                 .route("/mcp", any(echo))
                 .layer(layer)
-                .layer(middleware::from_fn(auth)),
+                .layer(insert_caller(callers)),
         )
         .await
     }
@@ -448,7 +444,7 @@ async fn failed_initialize_leaves_no_orphan_session() {
             any(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
         .layer(SessionLayer::new(manager.clone()))
-        .layer(middleware::from_fn(auth));
+        .layer(insert_caller(callers));
     let server = Server::start(router).await;
     let res = server
         .client
@@ -577,7 +573,7 @@ async fn adopt_mode_binds_the_inner_servers_id() {
             }),
         )
         .layer(SessionLayer::new(manager.clone()).id_mode(IdMode::Adopt))
-        .layer(middleware::from_fn(auth));
+        .layer(insert_caller(callers));
     let server = Server::start(router).await;
     let id = server.initialize("alice").await;
     assert_eq!(id, upstream_id);
@@ -615,7 +611,7 @@ async fn adopt_mode_refuses_an_untrackable_inner_id() {
             }),
         )
         .layer(SessionLayer::new(SessionManager::default()).id_mode(IdMode::Adopt))
-        .layer(middleware::from_fn(auth));
+        .layer(insert_caller(callers));
     let server = Server::start(router).await;
     let (status, headers, body) = server.post("alice", None, INIT).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);

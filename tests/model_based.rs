@@ -448,40 +448,15 @@ proptest! {
 mod redis_server;
 
 #[cfg(feature = "redis")]
-mod redis {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::OnceLock;
-    use std::time::Duration;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
-    use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+#[cfg(feature = "redis")]
+mod redis {
     use proptest::prelude::*;
 
-    use super::redis_server::{RedisCluster, RedisServer};
+    use super::redis_stores::{cluster, standalone, unique};
     use super::*;
-
-    static STANDALONE: OnceLock<Option<RedisServer>> = OnceLock::new();
-    static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
-    static CASE: AtomicUsize = AtomicUsize::new(0);
-
-    pub fn standalone_url() -> Option<String> {
-        STANDALONE
-            .get_or_init(RedisServer::start)
-            .as_ref()
-            .map(RedisServer::url)
-    }
-
-    pub async fn store(url: &str) -> RedisStore {
-        RedisStore::connect_with_config(url, config())
-            .await
-            .unwrap()
-    }
-
-    fn config() -> RedisStoreConfig {
-        let case = CASE.fetch_add(1, Ordering::SeqCst);
-        RedisStoreConfig::default()
-            .key_prefix(format!("model:{}:{case}:", std::process::id()))
-            .command_timeout(Duration::from_secs(5))
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
@@ -491,10 +466,12 @@ mod redis {
             policy in policy(),
             ops in prop::collection::vec(op(), 1..60),
         ) {
-            let Some(url) = standalone_url() else {
-                return Ok(());
-            };
-            runtime().block_on(async { check_store(store(&url).await, policy, ops).await })?;
+            runtime().block_on(async {
+                let Some(store) = standalone(&unique("model")).await else {
+                    return Ok(());
+                };
+                check_store(store, policy, ops).await
+            })?;
         }
 
         #[test]
@@ -502,12 +479,10 @@ mod redis {
             policy in policy(),
             ops in prop::collection::vec(op(), 1..60),
         ) {
-            let Some(urls) = CLUSTER.get_or_init(RedisCluster::start).as_ref().map(RedisCluster::urls)
-            else {
-                return Ok(());
-            };
             runtime().block_on(async {
-                let store = RedisStore::connect_cluster_with_config(urls, config()).await.unwrap();
+                let Some(store) = cluster(&unique("model")).await else {
+                    return Ok(());
+                };
                 check_store(store, policy, ops).await
             })?;
         }
@@ -570,11 +545,10 @@ fn expired_sessions_do_not_count_against_the_global_cap_moka() {
 #[cfg(feature = "redis")]
 #[test]
 fn expired_sessions_do_not_count_against_the_global_cap_redis() {
-    let Some(url) = redis::standalone_url() else {
-        return;
-    };
     runtime().block_on(async {
-        let store = redis::store(&url).await;
+        let Some(store) = redis_stores::standalone(&redis_stores::unique("model")).await else {
+            return;
+        };
         expired_sessions_do_not_count_against_the_global_cap(store).await
     });
 }
@@ -634,11 +608,10 @@ fn idle_expired_sessions_free_slots_behind_many_live_ones_moka() {
 #[cfg(feature = "redis")]
 #[test]
 fn idle_expired_sessions_free_slots_behind_many_live_ones_redis() {
-    let Some(url) = redis::standalone_url() else {
-        return;
-    };
     runtime().block_on(async {
-        let store = redis::store(&url).await;
+        let Some(store) = redis_stores::standalone(&redis_stores::unique("model")).await else {
+            return;
+        };
         idle_expired_sessions_free_slots_behind_many_live_ones(store).await
     });
 }

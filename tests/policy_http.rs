@@ -2,7 +2,6 @@
 //! front of a scripted MCP server that counts the requests it receives: a
 //! denied call never reaches it; list answers (JSON and SSE) come back
 //! filtered; mirrored headers are checked against the body; batches.
-#![cfg(feature = "policy")]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,6 @@
 //! their mirrored headers) equals a small reference function written
 //! independently of the implementation: whether the request reaches the
 //! server, and for `tools/list` which tools come back.
-#![cfg(feature = "policy")]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,19 +13,18 @@
 //! malformed id never reaches the store.
 
 mod hardening;
+#[path = "support/layer_requests.rs"]
+mod layer_requests;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hardening::{check_jsonrpc_error, CountingStore};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
+use layer_requests::{values, BodyEnd, ChunkedBody};
 use mcp_session::layer::{codes, RequestBody};
 use mcp_session::{
     Clock, Config, IdMode, Identity, IdentityLimitPolicy, ManualClock, MokaStore, Roles, Session,
@@ -43,56 +42,6 @@ const GLOBAL: usize = 5;
 /// How long a stalled body is waited for (the layer's body timeout, and the
 /// inner service's when it reads a streamed body).
 const STALL: Duration = Duration::from_millis(15);
-
-// ---------------------------------------------------------------------------
-// A request body that can arrive in chunks, fail, or stall.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyEnd {
-    Complete,
-    Error,
-    Stall,
-}
-
-struct TestBody {
-    chunks: VecDeque<Bytes>,
-    end: BodyEnd,
-    hint: Option<u64>,
-    done: bool,
-}
-
-impl Body for TestBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if let Some(chunk) = self.chunks.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.end {
-            BodyEnd::Complete => Poll::Ready(None),
-            BodyEnd::Error => {
-                self.done = true;
-                Poll::Ready(Some(Err(std::io::Error::other("connection reset"))))
-            }
-            // Never wakes: the layer's body timeout has to fire.
-            BodyEnd::Stall => Poll::Pending,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.hint {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // What a case is made of.
@@ -357,7 +306,7 @@ type Slot<T> = Arc<Mutex<Option<T>>>;
 async fn inner_handler(
     seen: Slot<Seen>,
     plan: Slot<InnerPlan>,
-    request: Request<RequestBody<TestBody>>,
+    request: Request<RequestBody<ChunkedBody>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let plan = plan.lock().unwrap().clone().expect("plan set");
     if request.method() == Method::DELETE && request.extensions().get::<Identity>().is_none() {
@@ -587,11 +536,10 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
         let caller_id = caller.as_ref().map(|c| c.id().to_string());
 
         // Build the request.
-        let mut builder = Request::builder().method(spec.method.clone()).uri("/mcp");
-        let mut session_values: Vec<Vec<u8>> = Vec::new();
-        let mut version_values: Vec<Vec<u8>> = Vec::new();
-        for header in &spec.headers {
-            let (name, value): (HeaderName, Vec<u8>) = match header {
+        let headers: Vec<(HeaderName, Vec<u8>)> = spec
+            .headers
+            .iter()
+            .map(|header| match header {
                 HeaderPick::SessionId(pick) => {
                     let pick_owned = |mine: bool| {
                         model
@@ -618,38 +566,13 @@ async fn run_case_async(case: Case) -> Result<(), TestCaseError> {
                 HeaderPick::Other(n, v) => {
                     (HeaderName::from_bytes(n.as_bytes()).unwrap(), v.clone())
                 }
-            };
-            // Only what `http` (and so any server) accepts as a header value.
-            let Ok(hv) = HeaderValue::from_bytes(&value) else {
-                continue;
-            };
-            if name == "mcp-session-id" {
-                session_values.push(value);
-            } else if name == "mcp-protocol-version" {
-                version_values.push(value);
-            }
-            builder = builder.header(name, hv);
-        }
-        let mut chunks = VecDeque::new();
-        let mut rest = &spec.body[..];
-        for size in &spec.chunk_sizes {
-            let n = (*size).min(rest.len());
-            chunks.push_back(Bytes::copy_from_slice(&rest[..n]));
-            rest = &rest[n..];
-        }
-        if !rest.is_empty() {
-            chunks.push_back(Bytes::copy_from_slice(rest));
-        }
-        let body = TestBody {
-            chunks,
-            end: spec.end,
-            hint: spec.declare_len.then_some(spec.body.len() as u64),
-            done: false,
-        };
-        let mut request = builder.body(body).unwrap();
-        if let Some(c) = &caller {
-            request.extensions_mut().insert(c.clone());
-        }
+            })
+            .collect();
+        let body = ChunkedBody::split(&spec.body, &spec.chunk_sizes, spec.end, spec.declare_len);
+        // Only what `http` (and so any server) accepts as a header value is sent.
+        let request = layer_requests::request(spec.method.clone(), headers, body, caller.as_ref());
+        let session_values = values(&request, "mcp-session-id");
+        let version_values = values(&request, "mcp-protocol-version");
 
         // The inner's plan.
         let mint = match &spec.inner_mint {

@@ -7,13 +7,14 @@
 //!
 //! Needs `python3` with `mcp==2.3.0` (a loud notice without it; a failure
 //! under `CI=true`).
-#![cfg(feature = "rmcp")]
 
 use std::time::Duration;
 
+use in_process::InProcess;
 use mcp_session::IdMode;
-use tokio::net::TcpListener;
 
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/python_sdk.rs"]
 mod python_sdk;
 #[path = "support/redis_server.rs"]
@@ -33,20 +34,18 @@ async fn run(mode: IdMode, timeout_secs: u64, redis_url: Option<String>, check: 
     ) {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let options = server::Options {
-        addr,
-        timeout: Duration::from_secs(timeout_secs),
-        mode,
-        redis_url,
-        ..server::Options::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server::serve(listener, options, async {
-        let _ = stopped.await;
-    }));
-    let url = format!("http://{addr}/mcp");
+    let example = InProcess::start(|listener, shutdown| {
+        let options = server::Options {
+            addr: listener.local_addr().unwrap(),
+            timeout: Duration::from_secs(timeout_secs),
+            mode,
+            redis_url,
+            ..server::Options::default()
+        };
+        server::serve(listener, options, shutdown)
+    })
+    .await;
+    let url = example.url();
     let args: Vec<&str> = std::iter::once(url.as_str())
         .chain(check.iter().copied())
         .collect();
@@ -57,12 +56,7 @@ async fn run(mode: IdMode, timeout_secs: u64, redis_url: Option<String>, check: 
         &format!("notes check {check:?} ({mode:?})"),
     )
     .await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the example server stops within 10 s")
-        .unwrap()
-        .unwrap();
+    example.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,12 +64,16 @@ async fn notes_flows_in_memory_mint_mode() {
     run(IdMode::Mint, 1800, None, &["--check", "flows"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notes_flows_on_redis_adopt_mode() {
-    let Some(redis) = tokio::task::spawn_blocking(redis_server::RedisServer::start)
+/// A `redis-server` of the test's own; `None` (skip) without one.
+async fn redis() -> Option<redis_server::RedisServer> {
+    tokio::task::spawn_blocking(redis_server::RedisServer::start)
         .await
         .unwrap()
-    else {
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_flows_on_redis_adopt_mode() {
+    let Some(redis) = redis().await else {
         return;
     };
     run(
@@ -94,10 +92,7 @@ async fn notes_expire_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_expire_after_the_idle_timeout_on_redis() {
-    let Some(redis) = tokio::task::spawn_blocking(redis_server::RedisServer::start)
-        .await
-        .unwrap()
-    else {
+    let Some(redis) = redis().await else {
         return;
     };
     run(

@@ -9,13 +9,14 @@
 //! Needs `python3` with the SDK: `python3 -m pip install 'mcp==2.3.0'`.
 //! Without it these tests print a loud notice and pass, except under
 //! `CI=true`, where they fail. `PYTHON` overrides the interpreter.
-#![cfg(feature = "rmcp")]
 
 use std::time::Duration;
 
+use in_process::InProcess;
 use mcp_session::IdMode;
-use tokio::net::TcpListener;
 
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/python_sdk.rs"]
 mod python_sdk;
 #[allow(dead_code)] // `main` and the like are the binary's, not the test's
@@ -33,35 +34,32 @@ async fn check_example_server(mode: IdMode, session_ids: &str) {
     ) {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let options = server::Options {
-        addr,
-        timeout: Duration::from_secs(1800),
-        mode,
-        redis_url: None,
-        ..server::Options::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server::serve(listener, options, async {
-        let _ = stopped.await;
-    }));
+    let example = InProcess::start(|listener, shutdown| {
+        let options = server::Options {
+            addr: listener.local_addr().unwrap(),
+            timeout: Duration::from_secs(1800),
+            mode,
+            redis_url: None,
+            ..server::Options::default()
+        };
+        server::serve(listener, options, shutdown)
+    })
+    .await;
 
-    let url = format!("http://{addr}/mcp");
     python_sdk::run_checks(
         SCRIPT,
-        &[&url, "--mode", "all", "--session-ids", session_ids],
+        &[
+            &example.url(),
+            "--mode",
+            "all",
+            "--session-ids",
+            session_ids,
+        ],
         Duration::from_secs(120),
         &format!("Python SDK check against the example server ({mode:?})"),
     )
     .await;
-
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the example server shuts down cleanly within 10 s")
-        .unwrap()
-        .unwrap();
+    example.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,15 +8,15 @@
 //! caller mid-way (a client that disconnects). Once things settle, the
 //! session keys, the identity index and the global index hold exactly the
 //! sessions whose create returned `Ok`.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{
     Identity, IdentityLimitPolicy, Limits, Session, SessionId, SessionStore, StoreError, Timestamp,
 };
@@ -37,14 +37,7 @@ async fn creates_cut_off_midway_leave_nothing_half_written() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect_with_config(
-        &redis.url(),
-        RedisStoreConfig::default()
-            .key_prefix(PREFIX)
-            .command_timeout(Duration::from_millis(25)),
-    )
-    .await
-    .unwrap();
+    let store = redis_stores::replica(&redis, PREFIX, Duration::from_millis(25)).await;
     let limits = Limits::default()
         .max_sessions(100_000)
         .max_sessions_per_identity(100_000)

@@ -2,56 +2,37 @@
 //! two connections) share sessions through one `redis-server`, and a Redis
 //! that dies makes the layer answer 503 + `Retry-After` within the store
 //! timeout, then recover in the same process when Redis returns.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::any;
 use axum::{Extension, Router};
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
-use mcp_session::{Config, Identity, Session, SessionLayer, SessionManager};
+use mcp_session::{Config, Session, SessionLayer, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
+use test_auth::{bearer, readers};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        request
-            .extensions_mut()
-            .insert(Identity::new(&user, &user, ["reader"]));
-    }
-    next.run(request).await
-}
-
-async fn replica(url: &str, prefix: &str) -> SocketAddr {
-    let config = RedisStoreConfig::default()
-        .key_prefix(prefix)
-        .command_timeout(TIMEOUT);
-    let store = RedisStore::connect_with_config(url, config).await.unwrap();
+async fn replica(redis: &RedisServer, prefix: &str) -> SocketAddr {
+    let store = redis_stores::replica(redis, prefix, TIMEOUT).await;
     let manager = SessionManager::new(store, Config::default());
     let app = Router::new()
         .route(
             "/mcp",
             any(|Extension(s): Extension<Session>| async move { s.identity_id().to_string() }),
         )
-        .layer(SessionLayer::new(manager))
-        .layer(middleware::from_fn(auth));
+        .layer(SessionLayer::new(manager).resolve_identity(bearer(readers)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -88,8 +69,8 @@ async fn replicas_serve_each_others_sessions() {
         return;
     };
     let (a, b) = (
-        replica(&redis.url(), "replicas:").await,
-        replica(&redis.url(), "replicas:").await,
+        replica(&redis, "replicas:").await,
+        replica(&redis, "replicas:").await,
     );
     let client = reqwest::Client::new();
     let res = post(&client, a, "alice", None, INIT).await;
@@ -124,7 +105,7 @@ async fn dead_redis_is_503_within_the_timeout_and_the_process_recovers() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let addr = replica(&redis.url(), "fault:").await;
+    let addr = replica(&redis, "fault:").await;
     let client = reqwest::Client::new();
     let id = session_id(&post(&client, addr, "alice", None, INIT).await);
     assert_eq!(

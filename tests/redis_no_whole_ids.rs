@@ -8,7 +8,6 @@
 //!   scan of everything stored after the create.
 //! - In process, the paths the example does not take on its own: an
 //!   eviction at the per-identity cap, `update`, and a revocation.
-#![cfg(feature = "redis")]
 
 #[path = "support/example_server.rs"]
 mod example_server;
@@ -20,11 +19,14 @@ mod redis_server;
 use std::time::Duration;
 
 use example_server::Replica;
+use mcp_http::{delete, initialize, post_as, whoami};
 use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{Config, Identity, IdentityLimitPolicy, Session, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::json;
+
+const ALICE: &str = "alice-token";
 
 /// Everything stored under any key: each key name, then by its type every
 /// member and score (zset), member (set), field and value (hash), element
@@ -54,15 +56,6 @@ fn assert_nowhere(id: &str, lines: &[String], what: &str) {
     assert!(leaks.is_empty(), "{what}: the whole id {id} in {leaks:#?}");
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    session: Option<&str>,
-    body: serde_json::Value,
-) -> reqwest::Response {
-    mcp_http::post_as(client, url, "alice-token", session, body).await
-}
-
 #[tokio::test]
 async fn the_example_server_never_sends_a_whole_id_to_redis() {
     let Some(redis) = RedisServer::start() else {
@@ -73,19 +66,7 @@ async fn the_example_server_never_sends_a_whole_id_to_redis() {
         let server = Replica::start(&["--mode", mode, "--redis-url", &redis.url()]);
         let monitor = redis.monitor();
 
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "no-whole-ids", "version": "1"}}});
-        let res = post(&client, &server.url, None, init).await;
-        assert_eq!(res.status(), StatusCode::OK, "{mode}");
-        let id = res.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let _ = res.bytes().await;
-        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        let res = post(&client, &server.url, Some(&id), initialized).await;
-        assert_eq!(res.status(), StatusCode::ACCEPTED, "{mode}");
+        let id = initialize(&client, &server.url, ALICE).await;
 
         // Stored: the session, its index entries (and in adopt mode rmcp's
         // state), none holding the id.
@@ -96,26 +77,13 @@ async fn the_example_server_never_sends_a_whole_id_to_redis() {
         );
         assert_nowhere(&id, &stored, &format!("{mode}: stored after create"));
 
-        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}});
-        let res = post(&client, &server.url, Some(&id), call).await;
+        let res = whoami(&client, &server.url, ALICE, &id).await;
         assert_eq!(res.status(), StatusCode::OK, "{mode}");
         let _ = res.bytes().await;
-        let res = client
-            .delete(&server.url)
-            .bearer_auth("alice-token")
-            .header("mcp-session-id", &id)
-            .send()
-            .await
-            .unwrap();
-        assert!(res.status().is_success(), "{mode}: {}", res.status());
-        let res = post(
-            &client,
-            &server.url,
-            Some(&id),
-            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
-        )
-        .await;
+        let status = delete(&client, &server.url, ALICE, &id).await;
+        assert!(status.is_success(), "{mode}: {status}");
+        let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+        let res = post_as(&client, &server.url, ALICE, Some(&id), list).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{mode}: deleted");
 
         let commands = monitor.stop();

@@ -6,10 +6,11 @@
 //!   call, counted with `INFO commandstats` and with `MONITOR`;
 //! - killing Redis makes calls fail with a `StoreError` within the timeout
 //!   (no hang, no panic), and restarting it lets the same store recover.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{Clock, Config, Identity, ManualClock, SessionError, SessionManager, StoreError};
 use redis_server::RedisServer;
+use redis_stores::replica;
 
 fn alice() -> Identity {
     Identity::new("alice", "Alice", ["admin", "reader"])
@@ -34,12 +36,6 @@ fn config() -> Config {
         .max_lifetime(Duration::from_secs(25))
 }
 
-fn store_config(prefix: &str) -> RedisStoreConfig {
-    RedisStoreConfig::default()
-        .key_prefix(prefix)
-        .command_timeout(Duration::from_secs(2))
-}
-
 /// Two replicas: independent managers, each with its own connection, sharing
 /// one Redis and (for the test) one clock.
 async fn replicas(
@@ -51,12 +47,8 @@ async fn replicas(
     ManualClock,
 ) {
     let clock = ManualClock::starting_now();
-    let a = RedisStore::connect_with_config(&server.url(), store_config(prefix))
-        .await
-        .unwrap();
-    let b = RedisStore::connect_with_config(&server.url(), store_config(prefix))
-        .await
-        .unwrap();
+    let a = replica(server, prefix, Duration::from_secs(2)).await;
+    let b = replica(server, prefix, Duration::from_secs(2)).await;
     (
         SessionManager::with_clock(a, config(), clock.clone()),
         SessionManager::with_clock(b, config(), clock.clone()),
@@ -212,14 +204,7 @@ async fn a_dead_redis_fails_fast_and_the_same_store_recovers() {
     };
     let timeout = Duration::from_millis(300);
     let margin = Duration::from_millis(250);
-    let store = RedisStore::connect_with_config(
-        &server.url(),
-        RedisStoreConfig::default()
-            .key_prefix("replicas:fault:")
-            .command_timeout(timeout),
-    )
-    .await
-    .unwrap();
+    let store = replica(&server, "replicas:fault:", timeout).await;
     let manager = SessionManager::new(store, Config::default());
     let session = manager.create(&alice()).await.unwrap();
 
@@ -327,14 +312,7 @@ async fn a_hung_redis_times_out_and_the_same_store_recovers() {
     };
     let timeout = Duration::from_millis(300);
     let margin = Duration::from_millis(250);
-    let store = RedisStore::connect_with_config(
-        &server.url(),
-        RedisStoreConfig::default()
-            .key_prefix("replicas:hung:")
-            .command_timeout(timeout),
-    )
-    .await
-    .unwrap();
+    let store = replica(&server, "replicas:hung:", timeout).await;
     let manager = SessionManager::new(store, Config::default());
     let session = manager.create(&alice()).await.unwrap();
 

@@ -2,14 +2,14 @@
 //! its own format (version 2) and of a later one that adds header and body
 //! fields, written raw into Redis as a newer replica would, and serves them
 //! on every path: `get`, the `touch` script, the `update` script, `delete`.
-#![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::time::Duration;
 
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{Config, Identity, Session, SessionManager};
 use redis_server::RedisServer;
 
@@ -37,14 +37,7 @@ async fn values_of_this_and_the_next_format_are_served() {
     };
     for version in [2, 3] {
         let prefix = format!("versions{version}:");
-        let store = RedisStore::connect_with_config(
-            &redis.url(),
-            RedisStoreConfig::default()
-                .key_prefix(&prefix)
-                .command_timeout(Duration::from_secs(2)),
-        )
-        .await
-        .unwrap();
+        let store = redis_stores::replica(&redis, &prefix, Duration::from_secs(2)).await;
         let manager = SessionManager::new(store, Config::default());
         let alice = Identity::new("alice", "Alice", ["reader"]);
         let session = manager.create(&alice).await.unwrap();

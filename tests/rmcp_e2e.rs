@@ -1,33 +1,34 @@
 //! End to end with the real rmcp server: rmcp's `StreamableHttpService`
-//! behind `SessionLayer` behind a test bearer-auth layer, on 127.0.0.1 over
-//! real HTTP, with tools that take the `mcp_session::rmcp::Caller` extractor.
+//! behind `SessionLayer` (callers from the demo bearer tokens), on
+//! 127.0.0.1 over real HTTP, with tools that take the
+//! `mcp_session::rmcp::Caller` extractor.
 //!
 //! - mint mode: rmcp stateless (`legacy_session_mode = false`), the layer
 //!   mints 64-hex ids;
 //! - adopt mode: rmcp's legacy sessions, the layer adopts rmcp's UUIDs;
 //! - sessionless 2026-07-28 requests in both modes.
-#![cfg(feature = "rmcp")]
+
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Router;
 use futures::StreamExt;
 use http::StatusCode;
+use in_process::serve_until_cancelled;
 use mcp_session::rmcp::{Caller, MissingRole};
-use mcp_session::{
-    Config, IdMode, Identity, MokaStore, Role, SessionId, SessionLayer, SessionManager,
-};
+use mcp_session::{Config, IdMode, MokaStore, Role, SessionId, SessionLayer, SessionManager};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde_json::{json, Value};
+use test_auth::{bearer, demo_tokens, insert_caller};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
@@ -82,21 +83,6 @@ impl ServerHandler for Tools {
     }
 }
 
-/// Test auth: two fixed bearer tokens; anything else is 401.
-async fn test_auth(mut request: Request, next: Next) -> Response {
-    let identity = match request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-    {
-        Some(b"Bearer alice-token") => Identity::new("alice", "Alice", ["admin", "reader"]),
-        Some(b"Bearer bob-token") => Identity::new("bob", "Bob", ["reader"]),
-        _ => return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")]).into_response(),
-    };
-    request.extensions_mut().insert(identity);
-    next.run(request).await
-}
-
 fn rmcp_service(
     legacy_sessions: bool,
     stop: &CancellationToken,
@@ -142,36 +128,25 @@ async fn start_with(mode: IdMode, legacy_sessions: bool) -> Server {
         MokaStore::new(1_000),
         Config::default().timeout(Duration::from_secs(60)),
     ))
-    .id_mode(mode);
+    .id_mode(mode)
+    .resolve_identity(bearer(demo_tokens));
     let rmcp = rmcp_service(legacy_sessions, &stop);
-    let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(test_auth))
-        .layer(layer)
-        .service(rmcp);
+    let mcp = ServiceBuilder::new().layer(layer).service(rmcp);
     serve(Router::new().nest_service("/mcp", mcp), stop).await
 }
 
-/// rmcp behind the test auth only: no session layer.
+/// rmcp behind an auth middleware only (it inserts the caller): no
+/// session layer.
 async fn start_without_layer() -> Server {
     let stop = CancellationToken::new();
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(test_auth))
+        .layer(insert_caller(demo_tokens))
         .service(rmcp_service(false, &stop));
     serve(Router::new().nest_service("/mcp", mcp), stop).await
 }
 
 async fn serve(app: Router, stop: CancellationToken) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = serve_until_cancelled(app, &stop).await;
     Server {
         url: format!("http://{addr}/mcp"),
         http: reqwest::Client::builder()
@@ -619,8 +594,7 @@ async fn refused_misconfigured_initialize_leaves_no_session() {
     let stop = CancellationToken::new();
     let manager = SessionManager::new(MokaStore::new(1_000), Config::default());
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn(test_auth))
-        .layer(SessionLayer::new(manager.clone()))
+        .layer(SessionLayer::new(manager.clone()).resolve_identity(bearer(demo_tokens)))
         .service(rmcp_service(true, &stop));
     let server = serve(Router::new().nest_service("/mcp", mcp), stop).await;
     for _ in 0..3 {

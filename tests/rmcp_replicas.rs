@@ -18,21 +18,26 @@
 //!
 //! Needs `redis-server` (and `python3` with `mcp==2.3.0` for the SDK test):
 //! without them the tests say so loudly and pass, except under `CI=true`.
-#![cfg(all(feature = "rmcp", feature = "redis"))]
 
 #[path = "support/example_server.rs"]
 mod example_server;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/mcp_http.rs"]
+mod mcp_http;
 #[path = "support/python_sdk.rs"]
 mod python_sdk;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use example_server::Replica;
 use mcp_session::rmcp::SessionStateStore;
-use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
+use mcp_session::store::redis::RedisStore;
 use mcp_session::{Config, Identity, ManualClock, SessionId, SessionManager};
 use redis_server::RedisServer;
 use reqwest::StatusCode;
@@ -81,14 +86,7 @@ async fn replica(
     prefix: &str,
     clock: &ManualClock,
 ) -> (SessionManager<RedisStore>, Arc<SessionStateStore>) {
-    let store = RedisStore::connect_with_config(
-        &server.url(),
-        RedisStoreConfig::default()
-            .key_prefix(prefix)
-            .command_timeout(Duration::from_secs(2)),
-    )
-    .await
-    .unwrap();
+    let store = redis_stores::replica(server, prefix, Duration::from_secs(2)).await;
     let config = Config::default()
         .timeout(Duration::from_secs(10))
         .max_lifetime(Duration::from_secs(25));
@@ -173,8 +171,8 @@ fn adopt_replica(redis: &RedisServer) -> Replica {
     Replica::start(&["--mode", "adopt", "--redis-url", &redis.url()])
 }
 
-/// POSTs a JSON-RPC message as `token`'s caller; the status and the
-/// JSON-RPC answer (from a JSON or an SSE body; `Null` if none).
+/// POSTs a JSON-RPC message as `token`'s caller; the status, the session
+/// id on the answer and the JSON-RPC answer.
 async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -182,41 +180,13 @@ async fn post(
     session: Option<&str>,
     body: Value,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut req = client
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(id) = session {
-        req = req
-            .header("mcp-session-id", id)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let res = tokio::time::timeout(Duration::from_secs(10), req.send())
-        .await
-        .expect("answer within 10 s")
-        .unwrap();
+    let res = mcp_http::post_as(client, url, token, session, body).await;
     let status = res.status();
     let id = res
         .headers()
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_string());
-    let text = res.text().await.unwrap();
-    let answer = serde_json::from_str(&text).ok().unwrap_or_else(|| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| v.get("result").is_some() || v.get("error").is_some())
-            .unwrap_or(Value::Null)
-    });
-    (status, id, answer)
-}
-
-fn tool_text(answer: &Value) -> Value {
-    let text = answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    (status, id, mcp_http::answer(res).await)
 }
 
 async fn rmcp_sessions(client: &reqwest::Client, replica: &Replica) -> u64 {
@@ -288,7 +258,7 @@ async fn adopt_replicas_serve_each_others_sessions_without_sticky_routing() {
             "params": {"name": "whoami", "arguments": {}}});
         let (status, _, answer) = post(&client, &replica.url, alice, Some(&id), call).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        let who = tool_text(&answer);
+        let who = mcp_http::tool_json(&answer);
         assert_eq!(who["identity_id"], "alice");
         assert_eq!(who["session_id"], id.as_str());
     }
@@ -306,15 +276,8 @@ async fn adopt_replicas_serve_each_others_sessions_without_sticky_routing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // DELETE on B: gone on both, rmcp's copies closed on both, state dropped.
-    let res = client
-        .delete(&b.url)
-        .bearer_auth(alice)
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    let status = mcp_http::delete(&client, &b.url, alice, &id).await;
+    assert!(status.is_success(), "{status}");
     for replica in [&a, &b] {
         let (status, _, _) = post(&client, &replica.url, alice, Some(&id), call.clone()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -394,24 +357,14 @@ async fn after_rmcp_dropped_the_session(with_states: bool) -> (StatusCode, usize
         config.session_store = Some(SessionStateStore::in_memory(&manager));
     }
     let rmcp = StreamableHttpService::new(|| Ok(Empty), sessions.clone(), config);
-    let mcp = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(
-            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
-                request.extensions_mut().insert(alice());
-                next.run(request).await
-            },
-        ))
-        .layer(mcp_session::SessionLayer::new(manager).id_mode(mcp_session::IdMode::Adopt))
-        .service(rmcp);
+    // Every token is alice.
+    let layer = mcp_session::SessionLayer::new(manager)
+        .id_mode(mcp_session::IdMode::Adopt)
+        .resolve_identity(mcp_session::BearerToken::new(|_: &str| Some(alice())));
+    let mcp = tower::ServiceBuilder::new().layer(layer).service(rmcp);
     let app = axum::Router::new().nest_service("/mcp", mcp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let addr = in_process::serve_until_cancelled(app, &stop).await;
+    let url = format!("http://{addr}/mcp");
 
     let client = reqwest::Client::new();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -6,14 +6,13 @@
 
 #[path = "support/directory.rs"]
 mod directory;
+#[path = "support/test_auth.rs"]
+mod test_auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::any;
 use axum::{Extension, Json, Router};
 use directory::Directory;
@@ -22,26 +21,11 @@ use mcp_session::{
     Config, Identity, ManualClock, MokaStore, Roles, Session, SessionLayer, SessionManager,
 };
 use serde_json::{json, Value};
+use test_auth::{bearer, without_roles};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}"#;
 const MAX_AGE: Duration = Duration::from_secs(60);
-
-/// `Authorization: Bearer <user>` → `Identity(<user>)` with no roles.
-async fn auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    if let Some(user) = user {
-        request
-            .extensions_mut()
-            .insert(Identity::new::<&str>(&user, &user, []));
-    }
-    next.run(request).await
-}
 
 async fn echo(session: Option<Extension<Session>>, extensions: http::Extensions) -> Json<Value> {
     let roles = Roles::of(&extensions).map(|roles| {
@@ -72,8 +56,8 @@ impl Server {
             .build();
         let app = Router::new()
             .route("/mcp", any(echo))
-            .layer(SessionLayer::new(manager.clone()))
-            .layer(middleware::from_fn(auth));
+            // Tokens name the caller, never its roles.
+            .layer(SessionLayer::new(manager.clone()).resolve_identity(bearer(without_roles)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -3,12 +3,13 @@
 //! directory and one `redis-server` (or a 3-master Cluster) that this test
 //! starts. The cached roles are allowed to live an hour here, so whatever a
 //! replica sees fresh came through the notice channel.
-#![cfg(feature = "redis")]
 
 #[path = "support/directory.rs"]
 mod directory;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/redis_stores.rs"]
+mod redis_stores;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use directory::Directory;
 use mcp_session::store::redis::{RedisStore, RedisStoreConfig};
 use mcp_session::{Config, Identity, SessionError, SessionManager};
 use redis_server::{RedisCluster, RedisServer};
+use redis_stores::replica;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -24,11 +26,7 @@ fn alice() -> Identity {
     Identity::new::<&str>("alice", "Alice", [])
 }
 
-fn store_config(prefix: &str) -> RedisStoreConfig {
-    RedisStoreConfig::default()
-        .key_prefix(prefix)
-        .command_timeout(Duration::from_millis(500))
-}
+const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn manager(store: RedisStore, directory: &Arc<Directory>) -> SessionManager<RedisStore> {
     SessionManager::builder(store)
@@ -101,13 +99,8 @@ async fn invalidations_reach_the_other_replica_standalone() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let config = store_config("roles-standalone:");
-    let a = RedisStore::connect_with_config(&server.url(), config.clone())
-        .await
-        .unwrap();
-    let b = RedisStore::connect_with_config(&server.url(), config)
-        .await
-        .unwrap();
+    let a = replica(&server, "roles-standalone:", TIMEOUT).await;
+    let b = replica(&server, "roles-standalone:", TIMEOUT).await;
     invalidations_reach_the_other_replica_at_once(a, b).await;
 }
 
@@ -116,7 +109,9 @@ async fn invalidations_reach_the_other_replica_on_a_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let config = store_config("{roles-cluster}:");
+    let config = RedisStoreConfig::default()
+        .key_prefix("{roles-cluster}:")
+        .command_timeout(TIMEOUT);
     let mut urls = cluster.urls();
     let a = RedisStore::connect_cluster_with_config(urls.clone(), config.clone())
         .await
@@ -136,13 +131,8 @@ async fn revocation_on_one_replica_ends_the_sessions_on_the_other() {
         return;
     };
     let directory = Arc::new(Directory::with([("alice", &["admin"])]));
-    let config = store_config("revoke:");
-    let a = RedisStore::connect_with_config(&server.url(), config.clone())
-        .await
-        .unwrap();
-    let b = RedisStore::connect_with_config(&server.url(), config)
-        .await
-        .unwrap();
+    let a = replica(&server, "revoke:", TIMEOUT).await;
+    let b = replica(&server, "revoke:", TIMEOUT).await;
     let (a, b) = (manager(a, &directory), manager(b, &directory));
     until_cached(&a, &directory).await;
     let sessions = [
@@ -168,10 +158,7 @@ async fn a_healthy_subscription_keeps_the_cache() {
         return;
     };
     let directory = Arc::new(Directory::with([("alice", &["admin"])]));
-    let store = RedisStore::connect_with_config(&server.url(), store_config("healthy:"))
-        .await
-        .unwrap();
-    let replica = manager(store, &directory);
+    let replica = manager(replica(&server, "healthy:", TIMEOUT).await, &directory);
     until_cached(&replica, &directory).await;
     let lookups = directory.lookups();
     tokio::time::sleep(Duration::from_millis(4_500)).await; // two health checks
@@ -187,11 +174,7 @@ async fn after_an_outage_a_replica_drops_what_it_cached() {
         return;
     };
     let directory = Arc::new(Directory::with([("alice", &["admin"])]));
-    let config = store_config("outage:");
-    let store = RedisStore::connect_with_config(&server.url(), config)
-        .await
-        .unwrap();
-    let replica = manager(store, &directory);
+    let replica = manager(replica(&server, "outage:", TIMEOUT).await, &directory);
     until_cached(&replica, &directory).await;
 
     // Redis hangs; meanwhile the roles change and nobody can tell the replica.

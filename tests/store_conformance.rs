@@ -779,65 +779,37 @@ async fn published_notices_reach_subscribers<S: SessionStore>(store: S) {
 // ---------------------------------------------------------------------------
 // Instantiation: every test above, once per store.
 
+#[macro_use]
+#[path = "support/store_tests.rs"]
+mod store_tests;
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
-        mod moka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(mcp_session::MokaStore::new(10_000)).await;
-                }
-            )*
-        }
-
+        store_tests!(moka, |_test| Some(mcp_session::MokaStore::new(10_000)), [$($test),*]);
         // The run-time choice of store passes everything through unchanged.
-        mod any_moka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(mcp_session::AnyStore::from(mcp_session::MokaStore::new(10_000))).await;
-                }
-            )*
-        }
-
-        #[cfg(feature = "redis")]
-        mod any_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(store) = super::redis::standalone(concat!("any-", stringify!($test))).await else {
-                        return;
-                    };
-                    super::$test(mcp_session::AnyStore::from(store)).await;
-                }
-            )*
-        }
-
-        #[cfg(feature = "redis")]
-        mod redis_standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(store) = super::redis::standalone(stringify!($test)).await else {
-                        return;
-                    };
-                    super::$test(store).await;
-                }
-            )*
-        }
-
-        #[cfg(feature = "redis")]
-        mod redis_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(store) = super::redis::cluster(stringify!($test)).await else {
-                        return;
-                    };
-                    super::$test(store).await;
-                }
-            )*
-        }
+        store_tests!(
+            any_moka,
+            |_test| Some(mcp_session::AnyStore::from(mcp_session::MokaStore::new(10_000))),
+            [$($test),*]
+        );
+        store_tests!(
+            #[cfg(feature = "redis")]
+            any_redis,
+            |test| super::redis::standalone(&format!("any-{test}")).await.map(mcp_session::AnyStore::from),
+            [$($test),*]
+        );
+        store_tests!(
+            #[cfg(feature = "redis")]
+            redis_standalone,
+            |test| super::redis::standalone(test).await,
+            [$($test),*]
+        );
+        store_tests!(
+            #[cfg(feature = "redis")]
+            redis_cluster,
+            |test| super::redis::cluster(test).await,
+            [$($test),*]
+        );
     };
 }
 

@@ -2,10 +2,11 @@
 //! `mcp_session::SessionLayer`, which reads the caller from DEMO-ONLY fixed bearer tokens.
 //!
 //! ```text
-//! cargo run --example server -- [--addr 127.0.0.1:8080] [--timeout-secs 1800] [--mode mint|adopt]
-//!                                [--redis-url redis://127.0.0.1:6379] [--roles-max-age-secs 60]
-//!                                [--max-sessions N] [--max-sessions-per-identity N]
-//!                                [--identity-limit evict|reject]
+//! cargo run --example server --all-features -- [--addr 127.0.0.1:8080] [--timeout-secs 1800]
+//!                                               [--mode mint|adopt] [--redis-url redis://127.0.0.1:6379]
+//!                                               [--roles-max-age-secs 60] [--max-sessions N]
+//!                                               [--max-sessions-per-identity N]
+//!                                               [--identity-limit evict|reject]
 //! ```
 //!
 //! `--help` lists every flag. Each also reads an environment variable

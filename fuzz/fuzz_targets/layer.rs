@@ -14,27 +14,30 @@
 
 #![no_main]
 
-use std::collections::VecDeque;
+// The test suite's helpers, so that the fuzz target and the tests drive the
+// layer and watch the store alike: the requests (also built by
+// tests/proptest_layer.rs) and the counting store with its check of the
+// layer's error answers.
+#[path = "../../tests/hardening/mod.rs"]
+mod hardening;
+#[path = "../../tests/support/layer_requests.rs"]
+mod layer_requests;
+
 use std::convert::Infallible;
-use std::future::{ready, Ready};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use futures_util::future::Either;
+use hardening::{check_jsonrpc_error, CountingStore};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
+use layer_requests::{values, BodyEnd, ChunkedBody};
 use libfuzzer_sys::fuzz_target;
 use mcp_session::layer::RequestBody;
-use mcp_session::store::CreateOutcome;
 use mcp_session::{
-    Config, IdMode, Identity, IdentityLimitPolicy, Limits, ManualClock, MokaStore, Session,
-    SessionId, SessionLayer, SessionManager, SessionStore, StoreError, Timestamp,
+    Config, IdMode, Identity, IdentityLimitPolicy, ManualClock, MokaStore, Session, SessionId,
+    SessionLayer, SessionManager, SessionStore, Timestamp,
 };
 use tower::{Layer, ServiceExt};
 
@@ -77,96 +80,6 @@ const HEADER_NAMES: &[&str] = &[
     "content-length",
 ];
 
-/// A body that may arrive in chunks, fail, or stall.
-struct FuzzBody {
-    chunks: VecDeque<Bytes>,
-    end: u8,
-    hint: Option<u64>,
-    done: bool,
-}
-
-impl Body for FuzzBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        if let Some(c) = self.chunks.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(c))));
-        }
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.end % 8 {
-            0 => {
-                self.done = true;
-                Poll::Ready(Some(Err(std::io::Error::other("reset"))))
-            }
-            1 => Poll::Pending,
-            _ => Poll::Ready(None),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.hint.map(SizeHint::with_exact).unwrap_or_default()
-    }
-}
-
-/// Counts calls; fails while `down`.
-#[derive(Clone)]
-struct Counting {
-    inner: MokaStore,
-    calls: Arc<AtomicUsize>,
-    down: Arc<AtomicBool>,
-}
-
-impl Counting {
-    fn enter(&self) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("down".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl SessionStore for Counting {
-    type TouchFuture = Either<
-        <MokaStore as SessionStore>::TouchFuture,
-        Ready<Result<Option<Session>, StoreError>>,
-    >;
-
-    async fn create(&self, s: &Session, l: &Limits) -> Result<CreateOutcome, StoreError> {
-        self.enter()?;
-        self.inner.create(s, l).await
-    }
-    async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        self.enter()?;
-        self.inner.get(id, now).await
-    }
-    fn touch(&self, id: &SessionId, owner: &str, now: Timestamp) -> Self::TouchFuture {
-        match self.enter() {
-            Ok(()) => Either::Left(self.inner.touch(id, owner, now)),
-            Err(e) => Either::Right(ready(Err(e))),
-        }
-    }
-    async fn update(&self, s: &Session, now: Timestamp) -> Result<bool, StoreError> {
-        self.enter()?;
-        self.inner.update(s, now).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.enter()?;
-        self.inner.delete(id).await
-    }
-    async fn delete_all_of(&self, identity_id: &str) -> Result<Vec<SessionId>, StoreError> {
-        self.enter()?;
-        self.inner.delete_all_of(identity_id).await
-    }
-}
-
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -183,11 +96,7 @@ async fn run(input: Input) {
         Identity::new("alice", "Alice", ["admin", "reader"]),
         Identity::new("bob", "Bob", ["reader"]),
     ];
-    let store = Counting {
-        inner: MokaStore::new(100),
-        calls: Arc::default(),
-        down: Arc::default(),
-    };
+    let store = CountingStore::new(MokaStore::new(100));
     let policy = if input.reject {
         IdentityLimitPolicy::Reject
     } else {
@@ -210,7 +119,7 @@ async fn run(input: Input) {
     let plan: Arc<std::sync::Mutex<(u16, Option<Vec<u8>>)>> = Arc::default();
     let inner = {
         let plan = plan.clone();
-        tower::service_fn(move |request: Request<RequestBody<FuzzBody>>| {
+        tower::service_fn(move |request: Request<RequestBody<ChunkedBody>>| {
             let (status, mint) = plan.lock().unwrap().clone();
             async move {
                 if let Some(session) = request.extensions().get::<Session>() {
@@ -251,71 +160,71 @@ async fn run(input: Input) {
             6 => Method::HEAD,
             _ => Method::from_bytes(&req.custom_method).unwrap_or(Method::PATCH),
         };
-        let mut builder = Request::builder().method(method).uri("/mcp");
-        let mut id_values = Vec::new();
-        for (name, value) in req.headers.iter().take(6) {
-            let name = HEADER_NAMES
-                .get(*name as usize)
-                .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
-                .unwrap_or_else(|| HeaderName::from_static("x-other"));
-            let Ok(value) = HeaderValue::from_bytes(value) else {
-                continue;
-            };
-            if name == "mcp-session-id" {
-                id_values.push(value.clone());
-            }
-            builder = builder.header(name, value);
-        }
+        let mut headers: Vec<(HeaderName, Vec<u8>)> = req
+            .headers
+            .into_iter()
+            .take(6)
+            .map(|(name, value)| {
+                let name = HEADER_NAMES
+                    .get(name as usize)
+                    .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+                    .unwrap_or_else(|| HeaderName::from_static("x-other"));
+                (name, value)
+            })
+            .collect();
         if let Some(i) = req.live_id {
             if let Some(v) = handed_out.get(i as usize % handed_out.len().max(1)) {
-                id_values.push(v.clone());
-                builder = builder.header("mcp-session-id", v.clone());
+                headers.push((
+                    HeaderName::from_static("mcp-session-id"),
+                    v.as_bytes().to_vec(),
+                ));
             }
         }
-        let mut chunks: VecDeque<Bytes> = req.chunks.into_iter().take(8).map(Bytes::from).collect();
+        let mut chunks: Vec<Bytes> = req.chunks.into_iter().take(8).map(Bytes::from).collect();
         match req.body_prefix % 4 {
-            0 => chunks.push_front(Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
-            )),
-            1 => chunks.push_front(Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#,
-            )),
+            0 => chunks.insert(
+                0,
+                Bytes::from_static(
+                    br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+                ),
+            ),
+            1 => chunks.insert(
+                0,
+                Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#),
+            ),
             _ => {}
         }
-        let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        let body = FuzzBody {
-            chunks,
-            end: req.end,
-            hint: req.declare_len.then_some(total),
-            done: false,
+        let end = match req.end % 8 {
+            0 => BodyEnd::Error,
+            1 => BodyEnd::Stall,
+            _ => BodyEnd::Complete,
         };
-        let mut request = builder.body(body).unwrap();
+        let body = ChunkedBody::new(chunks, end, req.declare_len);
         let caller = match req.caller % 4 {
             0 => None,
             n => Some(people[(n as usize) % 2].clone()),
         };
-        if let Some(c) = &caller {
-            request.extensions_mut().insert(c.clone());
-        }
+        let request = layer_requests::request(method, headers, body, caller.as_ref());
+        let id_values = values(&request, "mcp-session-id");
         *plan.lock().unwrap() = (
             req.inner_status,
             if input.adopt { req.inner_mint } else { None },
         );
-        store.down.store(req.store_down, Ordering::SeqCst);
-        let calls_before = store.calls.load(Ordering::SeqCst);
+        store.set_down(req.store_down);
+        let calls_before = store.calls();
 
         let response = service.clone().oneshot(request).await.unwrap();
         tokio::task::yield_now().await;
-        store.down.store(false, Ordering::SeqCst);
-        let calls_after = store.calls.load(Ordering::SeqCst);
+        store.set_down(false);
+        let calls_after = store.calls();
 
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         let from_inner = parts.headers.contains_key("x-inner");
         let malformed = id_values.len() > 1
             || id_values.first().is_some_and(|v| match mode {
-                IdMode::Mint => SessionId::parse_bytes(v.as_bytes()).is_err(),
-                IdMode::Adopt => SessionId::parse_adopted_bytes(v.as_bytes()).is_err(),
+                IdMode::Mint => SessionId::parse_bytes(v).is_err(),
+                IdMode::Adopt => SessionId::parse_adopted_bytes(v).is_err(),
                 other => unreachable!("no model for {other:?}"),
             });
         if malformed || caller.is_none() {
@@ -337,18 +246,10 @@ async fn run(input: Input) {
                 "status {status}"
             );
             if !parts.status.is_success() {
-                assert_eq!(
-                    parts.headers.get("content-type").map(HeaderValue::as_bytes),
-                    Some(&b"application/json"[..])
-                );
-                let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
-                assert_eq!(v["jsonrpc"], "2.0");
-                assert!(v["error"]["code"].is_i64());
-                assert!(v["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| !m.is_empty()));
-                if status == 503 {
-                    assert!(parts.headers.contains_key("retry-after"));
+                // JSON, a JSON-RPC error with a code and a message; 503s
+                // with `Retry-After`.
+                if let Err(e) = check_jsonrpc_error(parts.status, &parts.headers, &body) {
+                    panic!("{e}");
                 }
             }
         }
@@ -361,7 +262,7 @@ async fn run(input: Input) {
                 handed_out.push(id.clone());
             }
         }
-        assert!(store.inner.len() <= GLOBAL, "global cap exceeded");
+        assert!(store.inner().len() <= GLOBAL, "global cap exceeded");
         // The same id can be handed out more than once (an adopt-mode inner
         // server puts its id on other answers too): count each once.
         let mut distinct = handed_out.clone();
@@ -371,7 +272,7 @@ async fn run(input: Input) {
             let mut held = 0;
             for v in &distinct {
                 if let Ok(id) = SessionId::parse_adopted_bytes(v.as_bytes()) {
-                    if let Ok(Some(s)) = store.inner.get(&id, Timestamp::from_millis(0)).await {
+                    if let Ok(Some(s)) = store.inner().get(&id, Timestamp::from_millis(0)).await {
                         held += usize::from(s.identity_id() == person.id());
                     }
                 }

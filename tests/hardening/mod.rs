@@ -1,5 +1,6 @@
 //! Helpers shared by the hardening tests (`proptest_*`, `model_based`,
-//! `concurrency`, `abuse_limits`). Include with `mod hardening;`.
+//! `concurrency`, `abuse_limits`) and the `layer` fuzz target. Include with
+//! `mod hardening;` (from fuzz/: `#[path = "../../tests/hardening/mod.rs"]`).
 
 #![allow(dead_code)]
 

@@ -41,23 +41,11 @@ except ImportError as error:  # pragma: no cover
     print(f"MISSING: the MCP Python SDK is not installed ({error}); pip install 'mcp==2.3.0'")
     sys.exit(2)
 
+from checks import check, guarded, text_of, verdict
+
 HANDLE = re.compile(r"^h_[0-9a-f]{64}$")
 MODES = ["legacy", "2026-07-28"]
 TOKENS = {"alice": "alice-token", "bob": "bob-token"}
-
-failures: list[str] = []
-
-
-def check(condition: bool, what: str) -> None:
-    print(f"  {'ok  ' if condition else 'FAIL'}  {what}")
-    if not condition:
-        failures.append(what)
-
-
-def text_of(result) -> str:
-    texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
-    return texts[0] if len(texts) == 1 else ""
-
 
 def json_of(result) -> dict:
     try:
@@ -176,18 +164,11 @@ async def main() -> int:
     parser.add_argument("--wait", type=float, default=4.0)
     args = parser.parse_args()
     for mode, other in zip(MODES, reversed(MODES)):
-        try:
-            if args.check == "flows":
-                await asyncio.wait_for(flows(args.url, mode, other), 90)
-            else:
-                await asyncio.wait_for(expiry(args.url, mode, args.wait), 90)
-        except Exception as error:  # noqa: BLE001
-            check(False, f"[{mode}] {type(error).__name__}: {error}")
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        return 1
-    print("all checks passed")
-    return 0
+        if args.check == "flows":
+            await guarded(flows(args.url, mode, other), 90, f"[{mode}] ")
+        else:
+            await guarded(expiry(args.url, mode, args.wait), 90, f"[{mode}] ")
+    return verdict()
 
 
 if __name__ == "__main__":

@@ -34,13 +34,7 @@ except ImportError as error:  # pragma: no cover
     print(f"MISSING: the MCP Python SDK is not installed ({error}); pip install 'mcp==2.3.0'")
     sys.exit(2)
 
-failures: list[str] = []
-
-
-def check(condition: bool, what: str) -> None:
-    print(f"  {'ok  ' if condition else 'FAIL'}  {what}")
-    if not condition:
-        failures.append(what)
+from checks import check, guarded, text_of, verdict
 
 
 class Alternating(httpx.AsyncBaseTransport):
@@ -73,11 +67,6 @@ class Alternating(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def text_of(result) -> str:
-    texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
-    return texts[0] if len(texts) == 1 else ""
 
 
 async def run(url_a: str, url_b: str) -> None:
@@ -135,15 +124,8 @@ async def main() -> int:
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    try:
-        await asyncio.wait_for(run(sys.argv[1], sys.argv[2]), 60)
-    except Exception as error:  # noqa: BLE001
-        check(False, f"{type(error).__name__}: {error}")
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        return 1
-    print("all checks passed")
-    return 0
+    await guarded(run(sys.argv[1], sys.argv[2]), 60)
+    return verdict()
 
 
 if __name__ == "__main__":

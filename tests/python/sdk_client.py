@@ -45,6 +45,8 @@ except ImportError as error:  # pragma: no cover
     print(f"MISSING: the MCP Python SDK is not installed ({error}); pip install 'mcp==2.3.0'")
     sys.exit(2)
 
+from checks import check, guarded, text_of, verdict
+
 if httpx is None:  # pragma: no cover
     print("MISSING: neither httpx2 nor httpx is installed (the MCP SDK needs one)")
     sys.exit(2)
@@ -76,22 +78,6 @@ USERS = {
         "tools": ["notes_append", "notes_create", "notes_delete", "notes_read", "whoami"],
     },
 }
-
-failures: list[str] = []
-
-
-def check(condition: bool, what: str) -> None:
-    if condition:
-        print(f"  ok    {what}")
-    else:
-        print(f"  FAIL  {what}")
-        failures.append(what)
-
-
-def text_of(result) -> str:
-    texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
-    return texts[0] if len(texts) == 1 else ""
-
 
 def client_for(url: str, mode: str, http_client) -> Client:
     return Client(
@@ -193,20 +179,9 @@ async def main() -> int:
     }.get(args.mode, [args.mode])
     for mode in modes:
         for user in ("alice", "bob"):
-            try:
-                await asyncio.wait_for(run_user(args.url, mode, user, args.session_ids), 60)
-            except Exception as error:  # noqa: BLE001
-                check(False, f"[{mode}] {user}: {type(error).__name__}: {error}")
-        try:
-            await asyncio.wait_for(run_anonymous(args.url, mode), 60)
-        except Exception as error:  # noqa: BLE001
-            check(False, f"[{mode}] no token: {type(error).__name__}: {error}")
-
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        return 1
-    print("all checks passed")
-    return 0
+            await guarded(run_user(args.url, mode, user, args.session_ids), 60, f"[{mode}] {user}: ")
+        await guarded(run_anonymous(args.url, mode), 60, f"[{mode}] no token: ")
+    return verdict()
 
 
 if __name__ == "__main__":

@@ -16,14 +16,22 @@ pub fn example_binary() -> PathBuf {
     example_binary_named("server")
 }
 
-/// `target/<profile>/examples/NAME`, built first if missing.
+/// `target/<profile>/examples/NAME`, built first if missing, with every
+/// feature (the examples' `required-features`): the same build as
+/// `cargo test --all-features` and `.ci/run` make, so nothing rebuilds.
 pub fn example_binary_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let binary = profile_dir.join("examples").join(name);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name, "--manifest-path"])
+            .args([
+                "build",
+                "--all-features",
+                "--example",
+                name,
+                "--manifest-path",
+            ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
             .status()

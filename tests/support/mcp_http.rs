@@ -48,8 +48,58 @@ pub async fn initialize(client: &reqwest::Client, url: &str, token: &str) -> Str
     let _ = res.bytes().await;
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let res = post_as(client, url, token, Some(&id), initialized).await;
-    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
     id
+}
+
+/// The JSON-RPC answer in a response body: the body itself (JSON), or the
+/// SSE event that carries a `result` or an `error`; `Null` if none.
+pub async fn answer(res: reqwest::Response) -> Value {
+    let text = res.text().await.unwrap();
+    serde_json::from_str(&text).ok().unwrap_or_else(|| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("result").is_some() || v.get("error").is_some())
+            .unwrap_or(Value::Null)
+    })
+}
+
+/// The text of a tool's answer, parsed as JSON (the example's tools answer
+/// JSON); `Null` if it is none.
+pub fn tool_json(answer: &Value) -> Value {
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// Calls a tool in session `session`; the HTTP status, and for a 200
+/// whether the call failed (`isError`, or a JSON-RPC error such as the
+/// example's policy refusing it, naming the role) and its text.
+pub async fn call_tool(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+    name: &str,
+    arguments: Value,
+) -> (StatusCode, bool, String) {
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}});
+    let res = post_as(client, url, token, Some(session), call).await;
+    let status = res.status();
+    if status != StatusCode::OK {
+        return (status, false, res.text().await.unwrap());
+    }
+    let reply = answer(res).await;
+    assert!(!reply.is_null(), "{name}: no JSON-RPC answer");
+    if let Some(message) = reply["error"]["message"].as_str() {
+        return (status, true, message.to_string());
+    }
+    let result = &reply["result"];
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    (status, result["isError"] == true, text.to_string())
 }
 
 /// `tools/call whoami` in session `id`.
@@ -70,6 +120,7 @@ pub async fn delete(client: &reqwest::Client, url: &str, token: &str, id: &str) 
         .delete(url)
         .bearer_auth(token)
         .header("mcp-session-id", id)
+        .header("mcp-protocol-version", "2025-06-18")
         .send()
         .await
         .unwrap()

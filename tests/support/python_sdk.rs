@@ -55,6 +55,8 @@ pub async fn run_checks(
     let run = tokio::process::Command::new(python())
         .arg(script)
         .args(args)
+        // No `__pycache__` of the clients' shared module in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();

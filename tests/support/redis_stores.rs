@@ -1,12 +1,16 @@
 //! `RedisStore`s for store test suites: one standalone server and one
 //! 3-master Cluster per test binary (started on first use, killed by their
 //! watchdogs when the process exits); each test keeps apart by key prefix.
+//! Stores made under the same name share their keys (replicas of one
+//! test); [`unique`] names one that shares nothing (a property test's case).
+//! [`replica`] connects to a server the test started itself.
 //!
 //! Include it (after `redis_server.rs`, as `mod redis_server`) with
 //! `#[path = "support/redis_stores.rs"] mod redis;`.
 
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,12 +20,31 @@ use super::redis_server::{RedisCluster, RedisServer};
 
 static STANDALONE: OnceLock<Option<RedisServer>> = OnceLock::new();
 static CLUSTER: OnceLock<Option<RedisCluster>> = OnceLock::new();
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// `test` and a number no other call returns: a store made under this name
+/// shares no key with any other store of the binary.
+pub fn unique(test: &str) -> String {
+    format!("{test}:{}", CALLS.fetch_add(1, Ordering::SeqCst))
+}
 
 fn config(test: &str) -> RedisStoreConfig {
     RedisStoreConfig::default()
-        .key_prefix(format!("conformance:{test}:{}:", std::process::id()))
+        .key_prefix(format!("tests:{test}:{}:", std::process::id()))
         // Generous: the machine running the suite may be busy.
         .command_timeout(Duration::from_secs(5))
+}
+
+/// One replica's store on `server` (a connection of its own): keys under
+/// `prefix`, each command timed out after `timeout`. Replicas of one test
+/// share a prefix; a test that starts its own server picks it.
+pub async fn replica(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisStore {
+    let config = RedisStoreConfig::default()
+        .key_prefix(prefix)
+        .command_timeout(timeout);
+    RedisStore::connect_with_config(&server.url(), config)
+        .await
+        .unwrap()
 }
 
 /// A store on the binary's standalone server, `None` (after a loud notice)
